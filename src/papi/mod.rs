@@ -1,0 +1,3 @@
+//! The tenant's Public API: wire shapes and a typed client.
+
+pub mod wire;

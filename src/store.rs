@@ -1,0 +1,381 @@
+//! Secret storage: one trait, and the ladder of stores it is backed by, chosen at run time.
+//!
+//! Secret Service (probed with a timeout; locked or absent falls through) → kernel keyutils →
+//! memory. The `file` store (0600 in `$XDG_RUNTIME_DIR`) is used only when asked for by name.
+//! There is never a silent fall back to plaintext: the tier in use is reported to every caller.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyring_core::{CredentialStore, Entry};
+use zeroize::Zeroizing;
+
+use crate::config::StoreChoice;
+use crate::fsutil;
+use crate::secret::Secret;
+
+/// Keychain calls that take longer than this are given up on (a locked collection can hang on a
+/// prompt nobody will answer).
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    SecretService,
+    Keyutils,
+    File,
+    Memory,
+    /// Not a store: the Primary key came from `SCANMINT_PRIMARY_KEY*` environment variables.
+    Env,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::SecretService => "secret-service",
+            Tier::Keyutils => "keyutils",
+            Tier::File => "file",
+            Tier::Memory => "memory",
+            Tier::Env => "env",
+        }
+    }
+
+    /// Whether secrets survive the daemon exiting.
+    pub fn persists(self) -> bool {
+        !matches!(self, Tier::Memory | Tier::Env)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{tier} store: {message}")]
+pub struct StoreError {
+    pub tier: &'static str,
+    pub message: String,
+}
+
+/// A blocking secret store. Implementations never log secret values.
+pub trait SecretBackend: Send + Sync {
+    fn tier(&self) -> Tier;
+    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError>;
+    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError>;
+    fn delete(&self, account: &str) -> Result<(), StoreError>;
+}
+
+/// The store in use, with async calls that run off the runtime under a timeout.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn SecretBackend>,
+    /// Why higher tiers were passed over (shown by `doctor`).
+    skipped: Arc<Vec<String>>,
+}
+
+impl Store {
+    pub fn from_backend(backend: Arc<dyn SecretBackend>) -> Store {
+        Store { backend, skipped: Arc::new(Vec::new()) }
+    }
+
+    pub fn memory() -> Store {
+        Store::from_backend(Arc::new(MemoryStore::default()))
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.backend.tier()
+    }
+
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    pub async fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
+        let (b, a) = (self.backend.clone(), account.to_string());
+        self.blocking(move || b.get(&a)).await
+    }
+
+    pub async fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
+        let (b, a, v) = (self.backend.clone(), account.to_string(), value.clone());
+        self.blocking(move || b.set(&a, &v)).await
+    }
+
+    pub async fn delete(&self, account: &str) -> Result<(), StoreError> {
+        let (b, a) = (self.backend.clone(), account.to_string());
+        self.blocking(move || b.delete(&a)).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let tier = self.tier().as_str();
+        match tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(StoreError { tier, message: format!("store call failed: {join}") }),
+            Err(_) => Err(StoreError {
+                tier,
+                message: format!("no answer within {}s (is the keychain locked?)", STORE_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+}
+
+/// The keyring service name entries are filed under. Tests set `SCANMINT_KEYRING_SERVICE` so
+/// parallel runs sharing one keychain cannot see each other's entries.
+pub fn service_name() -> String {
+    std::env::var("SCANMINT_KEYRING_SERVICE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "scanmint".to_string())
+}
+
+/// Open the store for `choice`, walking the ladder for `Auto`. Blocking: call before serving or
+/// from `spawn_blocking`.
+pub fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Store, StoreError> {
+    let service = service_name();
+    let mut skipped = Vec::new();
+    let backend: Arc<dyn SecretBackend> = match choice {
+        StoreChoice::SecretService => Arc::new(probe(KeyringStore::secret_service(&service))?),
+        StoreChoice::Keyutils => Arc::new(probe(KeyringStore::keyutils(&service))?),
+        StoreChoice::File => Arc::new(FileStore::open(runtime_dir.join("secrets.json"))?),
+        StoreChoice::Memory => Arc::new(MemoryStore::default()),
+        StoreChoice::Auto => {
+            let mut chosen: Option<Arc<dyn SecretBackend>> = None;
+            for candidate in [KeyringStore::secret_service as fn(&str) -> _, KeyringStore::keyutils] {
+                match probe(candidate(&service)) {
+                    Ok(store) => {
+                        chosen = Some(Arc::new(store));
+                        break;
+                    }
+                    Err(e) => skipped.push(e.to_string()),
+                }
+            }
+            chosen.unwrap_or_else(|| {
+                skipped.push("file store: not configured (set store = \"file\" to use it)".into());
+                Arc::new(MemoryStore::default())
+            })
+        }
+    };
+    for note in &skipped {
+        tracing::info!(skipped = %note, "secret store tier passed over");
+    }
+    tracing::info!(tier = backend.tier().as_str(), "secret store in use");
+    Ok(Store { backend, skipped: Arc::new(skipped) })
+}
+
+/// Check a keyring store answers at all, in a thread so a hung D-Bus call cannot hang us.
+fn probe(store: Result<KeyringStore, StoreError>) -> Result<KeyringStore, StoreError> {
+    let store = store?;
+    let tier = store.tier.as_str();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let probe_store = store.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(probe_store.get("probe").map(|_| ()));
+    });
+    match rx.recv_timeout(PROBE_TIMEOUT) {
+        Ok(Ok(())) => Ok(store),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StoreError { tier, message: "did not answer within 2s (locked or absent)".into() }),
+    }
+}
+
+/// A `keyring-core` store: Secret Service or kernel keyutils.
+#[derive(Clone)]
+pub struct KeyringStore {
+    tier: Tier,
+    store: Arc<CredentialStore>,
+    service: String,
+}
+
+impl KeyringStore {
+    pub fn secret_service(service: &str) -> Result<KeyringStore, StoreError> {
+        let store = dbus_secret_service_keyring_store::Store::new().map_err(|e| StoreError {
+            tier: Tier::SecretService.as_str(),
+            message: format!("unavailable: {e}"),
+        })?;
+        Ok(KeyringStore { tier: Tier::SecretService, store, service: service.to_string() })
+    }
+
+    pub fn keyutils(service: &str) -> Result<KeyringStore, StoreError> {
+        let store = linux_keyutils_keyring_store::Store::new().map_err(|e| StoreError {
+            tier: Tier::Keyutils.as_str(),
+            message: format!("unavailable: {e}"),
+        })?;
+        Ok(KeyringStore { tier: Tier::Keyutils, store, service: service.to_string() })
+    }
+
+    fn entry(&self, account: &str) -> Result<Entry, StoreError> {
+        Entry::new_in_store(&self.store, &self.service, account).map_err(|e| self.err(e))
+    }
+
+    fn err(&self, e: keyring_core::Error) -> StoreError {
+        StoreError { tier: self.tier.as_str(), message: e.to_string() }
+    }
+}
+
+impl SecretBackend for KeyringStore {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
+        match self.entry(account)?.get_password() {
+            Ok(value) => Ok(Some(Secret::new(Zeroizing::new(value).as_str()))),
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
+        self.entry(account)?.set_password(value.expose()).map_err(|e| self.err(e))
+    }
+
+    fn delete(&self, account: &str) -> Result<(), StoreError> {
+        match self.entry(account)?.delete_credential() {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+}
+
+/// Secrets held only while the daemon runs.
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: Mutex<HashMap<String, Secret>>,
+}
+
+impl SecretBackend for MemoryStore {
+    fn tier(&self) -> Tier {
+        Tier::Memory
+    }
+    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.entries.lock().unwrap().get(account).cloned())
+    }
+    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
+        self.entries.lock().unwrap().insert(account.to_string(), value.clone());
+        Ok(())
+    }
+    fn delete(&self, account: &str) -> Result<(), StoreError> {
+        self.entries.lock().unwrap().remove(account);
+        Ok(())
+    }
+}
+
+/// An explicitly chosen file in the runtime directory (tmpfs on most systems): 0600 in a 0700
+/// directory, replaced atomically; a looser file or directory is refused.
+pub struct FileStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+#[derive(serde::Serialize)]
+struct FileEntries<'a>(#[serde(serialize_with = "serialize_entries")] &'a HashMap<String, Secret>);
+
+fn serialize_entries<S: serde::Serializer>(map: &&HashMap<String, Secret>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(map.len()))?;
+    for (k, v) in map.iter() {
+        m.serialize_entry(k, v.expose())?;
+    }
+    m.end()
+}
+
+impl FileStore {
+    pub fn open(path: PathBuf) -> Result<FileStore, StoreError> {
+        let err = |message: String| StoreError { tier: Tier::File.as_str(), message };
+        let dir = path.parent().ok_or_else(|| err("no directory".into()))?;
+        fsutil::ensure_private_dir(dir).map_err(|e| err(e.to_string()))?;
+        if path.exists() {
+            fsutil::check_private(&path, false).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(FileStore { path, lock: Mutex::new(()) })
+    }
+
+    fn err(&self, message: String) -> StoreError {
+        StoreError { tier: Tier::File.as_str(), message: format!("{}: {message}", self.path.display()) }
+    }
+
+    fn read(&self) -> Result<HashMap<String, Secret>, StoreError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                fsutil::check_private(&self.path, false).map_err(|e| self.err(e.to_string()))?;
+                serde_json::from_slice(&bytes).map_err(|_| self.err("is not a scanmint secrets file".into()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+            Err(e) => Err(self.err(e.to_string())),
+        }
+    }
+
+    fn write(&self, map: &HashMap<String, Secret>) -> Result<(), StoreError> {
+        let bytes = Zeroizing::new(serde_json::to_vec(&FileEntries(map)).map_err(|e| self.err(e.to_string()))?);
+        fsutil::write_private_atomic(&self.path, &bytes).map_err(|e| self.err(e.to_string()))
+    }
+}
+
+impl SecretBackend for FileStore {
+    fn tier(&self) -> Tier {
+        Tier::File
+    }
+    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
+        let _guard = self.lock.lock().unwrap();
+        Ok(self.read()?.remove(account))
+    }
+    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
+        let _guard = self.lock.lock().unwrap();
+        let mut map = self.read()?;
+        map.insert(account.to_string(), value.clone());
+        self.write(&map)
+    }
+    fn delete(&self, account: &str) -> Result<(), StoreError> {
+        let _guard = self.lock.lock().unwrap();
+        let mut map = self.read()?;
+        if map.remove(account).is_some() {
+            self.write(&map)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn file_store_round_trip_and_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path().join("rt/secrets.json")).unwrap();
+        assert!(store.get("a").unwrap().is_none());
+        store.set("a", &Secret::new("s3cret")).unwrap();
+        store.set("b", &Secret::new("other")).unwrap();
+        assert_eq!(store.get("a").unwrap().unwrap().expose(), "s3cret");
+        store.delete("a").unwrap();
+        assert!(store.get("a").unwrap().is_none());
+        assert_eq!(store.get("b").unwrap().unwrap().expose(), "other");
+        let mode = std::fs::metadata(dir.path().join("rt/secrets.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn file_store_refuses_a_loose_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("rt");
+        fsutil::ensure_private_dir(&private).unwrap();
+        let file = private.join("secrets.json");
+        std::fs::write(&file, "{}").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = FileStore::open(file).err().expect("must refuse").to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn memory_store_through_the_async_wrapper() {
+        let store = Store::memory();
+        assert_eq!(store.tier(), Tier::Memory);
+        store.set("x", &Secret::new("v")).await.unwrap();
+        assert_eq!(store.get("x").await.unwrap().unwrap().expose(), "v");
+        store.delete("x").await.unwrap();
+        assert!(store.get("x").await.unwrap().is_none());
+    }
+}

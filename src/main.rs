@@ -1,1 +1,46 @@
-fn main() {}
+//! The `scanmint` binary: parse the command line, set up logging, run.
+
+use clap::Parser;
+use scanmint::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.command);
+    // The proxy only pipes bytes: one thread starts fastest. Everything else may use two.
+    let runtime = match cli.command {
+        Command::Lsp { standalone: false } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+    };
+    let runtime = runtime.unwrap_or_else(|e| {
+        eprintln!("scanmint: cannot start: {e}");
+        std::process::exit(70);
+    });
+    let code = match runtime.block_on(scanmint::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("scanmint: {e:#}");
+            1
+        }
+    };
+    // Don't wait for background tasks (a scheduler sleeping until the next rotation).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+/// Logs go to stderr (or the daemon's log file), never stdout: in `lsp` and `daemon`, stdout
+/// belongs to the protocol. The level comes from `SCANMINT_LOG` (error, warn, info, debug, trace).
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Daemon | Command::Emulator(_) => "info",
+        _ => "warn",
+    };
+    let level = std::env::var("SCANMINT_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or_else(|| default.parse().expect("a valid default level"));
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

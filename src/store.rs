@@ -64,43 +64,81 @@ pub trait SecretBackend: Send + Sync {
     fn delete(&self, account: &str) -> Result<(), StoreError>;
 }
 
-/// The store in use, with async calls that run off the runtime under a timeout.
+/// The store in use, with async calls that run off the runtime under a timeout. Opening is
+/// lazy: probing the keychain can take a while, and the daemon must answer `initialize` first.
 #[derive(Clone)]
 pub struct Store {
+    opened: Arc<std::sync::OnceLock<Opened>>,
+    open: Arc<dyn Fn() -> Opened + Send + Sync>,
+}
+
+struct Opened {
     backend: Arc<dyn SecretBackend>,
-    /// Why higher tiers were passed over (shown by `doctor`).
-    skipped: Arc<Vec<String>>,
+    /// Why higher tiers were passed over (shown by `doctor`), or why the chosen one failed.
+    skipped: Vec<String>,
 }
 
 impl Store {
     pub fn from_backend(backend: Arc<dyn SecretBackend>) -> Store {
-        Store { backend, skipped: Arc::new(Vec::new()) }
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Opened { backend: backend.clone(), skipped: Vec::new() });
+        Store { opened: Arc::new(cell), open: Arc::new(move || Opened { backend: backend.clone(), skipped: Vec::new() }) }
     }
 
     pub fn memory() -> Store {
         Store::from_backend(Arc::new(MemoryStore::default()))
     }
 
+    /// A store for `choice`, opened on first use. A store that was asked for by name and cannot
+    /// be opened is not replaced by another: it stays unavailable and says why.
+    pub fn lazy(choice: StoreChoice, runtime_dir: PathBuf) -> Store {
+        Store {
+            opened: Arc::new(std::sync::OnceLock::new()),
+            open: Arc::new(move || match open(choice, &runtime_dir) {
+                Ok(opened) => opened,
+                Err(e) => Opened { backend: Arc::new(Unavailable(e.clone())), skipped: vec![e.to_string()] },
+            }),
+        }
+    }
+
+    fn opened(&self) -> &Opened {
+        self.opened.get_or_init(|| (self.open)())
+    }
+
+    /// Open the store off the async runtime (the keychain probe blocks).
+    pub async fn ready(&self) {
+        if self.opened.get().is_none() {
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                this.opened();
+            })
+            .await;
+        }
+    }
+
     pub fn tier(&self) -> Tier {
-        self.backend.tier()
+        self.opened().backend.tier()
     }
 
     pub fn skipped(&self) -> &[String] {
-        &self.skipped
+        &self.opened().skipped
     }
 
     pub async fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
-        let (b, a) = (self.backend.clone(), account.to_string());
+        self.ready().await;
+        let (b, a) = (self.opened().backend.clone(), account.to_string());
         self.blocking(move || b.get(&a)).await
     }
 
     pub async fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        let (b, a, v) = (self.backend.clone(), account.to_string(), value.clone());
+        self.ready().await;
+        let (b, a, v) = (self.opened().backend.clone(), account.to_string(), value.clone());
         self.blocking(move || b.set(&a, &v)).await
     }
 
     pub async fn delete(&self, account: &str) -> Result<(), StoreError> {
-        let (b, a) = (self.backend.clone(), account.to_string());
+        self.ready().await;
+        let (b, a) = (self.opened().backend.clone(), account.to_string());
         self.blocking(move || b.delete(&a)).await
     }
 
@@ -120,6 +158,28 @@ impl Store {
     }
 }
 
+/// A store that was asked for and could not be opened: every call says why.
+struct Unavailable(StoreError);
+
+impl SecretBackend for Unavailable {
+    fn tier(&self) -> Tier {
+        match self.0.tier {
+            "secret-service" => Tier::SecretService,
+            "keyutils" => Tier::Keyutils,
+            _ => Tier::File,
+        }
+    }
+    fn get(&self, _: &str) -> Result<Option<Secret>, StoreError> {
+        Err(self.0.clone())
+    }
+    fn set(&self, _: &str, _: &Secret) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
+    fn delete(&self, _: &str) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
+}
+
 /// The keyring service name entries are filed under. Tests set `SCANMINT_KEYRING_SERVICE` so
 /// parallel runs sharing one keychain cannot see each other's entries.
 pub fn service_name() -> String {
@@ -129,9 +189,8 @@ pub fn service_name() -> String {
         .unwrap_or_else(|| "scanmint".to_string())
 }
 
-/// Open the store for `choice`, walking the ladder for `Auto`. Blocking: call before serving or
-/// from `spawn_blocking`.
-pub fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Store, StoreError> {
+/// Open the store for `choice`, walking the ladder for `Auto`. Blocking.
+fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Opened, StoreError> {
     let service = service_name();
     let mut skipped = Vec::new();
     let backend: Arc<dyn SecretBackend> = match choice {
@@ -160,7 +219,7 @@ pub fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Store, StoreError
         tracing::info!(skipped = %note, "secret store tier passed over");
     }
     tracing::info!(tier = backend.tier().as_str(), "secret store in use");
-    Ok(Store { backend, skipped: Arc::new(skipped) })
+    Ok(Opened { backend, skipped })
 }
 
 /// Check a keyring store answers at all, in a thread so a hung D-Bus call cannot hang us.

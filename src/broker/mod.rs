@@ -419,6 +419,7 @@ impl Broker {
         if self.with_state(profile, |s| s.loaded) {
             return;
         }
+        self.inner.store.ready().await;
         let p = self.profile(profile);
         let mut primary = None;
         let mut storage = self.inner.store.tier();
@@ -831,7 +832,7 @@ impl Broker {
         let _guard = lock.lock().await;
 
         // The canary, through the same crash-safe ledger path as every mint.
-        let canary = self.canary(&tenant, &p).await?;
+        let (canary, _) = self.canary(&tenant, &p).await?;
         let mut notes = Vec::new();
         if self.revoke_ids(&tenant, profile, &[canary], "login canary").await.is_empty() {
             notes.push(format!("could not delete the login canary key {canary} yet; it is queued and expires within 2 minutes"));
@@ -869,7 +870,7 @@ impl Broker {
     }
 
     /// Mint, verify and return the id of a short-lived key; it is not stored and not active.
-    async fn canary(&self, tenant: &Arc<dyn Tenant>, p: &Profile) -> Result<i64, BrokerError> {
+    async fn canary(&self, tenant: &Arc<dyn Tenant>, p: &Profile) -> Result<(i64, Secret), BrokerError> {
         let now = self.tenant_now(tenant);
         let tag = format!("{}canary-{}", self.tag_prefix(&p.name), secret::random_alphanumeric(12));
         let expires_ms = now + CANARY_TTL_MS;
@@ -916,7 +917,28 @@ impl Broker {
             self.revoke_ids(tenant, &p.name, &[reply.id], "login canary failed verification").await;
             return Err(why);
         }
-        Ok(reply.id)
+        Ok((reply.id, reply.key))
+    }
+
+    /// `doctor`'s end-to-end check: mint a canary, verify it, validate it as the scanner
+    /// would, revoke it. Returns the canary's id.
+    pub async fn canary_check(&self, profile: &str) -> Result<i64, BrokerError> {
+        self.load(profile).await;
+        let tenant = self.tenant_of(profile)?;
+        let p = self.profile(profile);
+        let (id, key) = {
+            let lock = self.mint_lock(profile);
+            let _guard = lock.lock().await;
+            self.canary(&tenant, &p).await?
+        };
+        let works = tenant.validate(id, &key).await;
+        let revoked = !self.revoke_ids(&tenant, profile, &[id], "doctor canary").await.is_empty();
+        match works {
+            Ok(true) if revoked => Ok(id),
+            Ok(true) => Err(BrokerError::new("revoke_failed", format!("canary {id} works but could not be revoked yet (queued)"))),
+            Ok(false) => Err(BrokerError::new("canary_rejected", format!("the tenant minted canary {id} but does not accept it"))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Revoke every key this machine minted for the profile (by the ledger and by the tags on
@@ -1224,6 +1246,24 @@ impl Broker {
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
                 _ = self.inner.wake.notified() => {}
             }
+        }
+    }
+
+    /// Record a problem found outside the lifecycle (delivery, say) so every editor sees it.
+    pub fn report_problem(&self, profile: &str, code: &str, message: &str) {
+        tracing::warn!(profile, code, message, "problem reported");
+        self.with_state(profile, |s| s.last_error = Some(BrokerError::new(code, message)));
+        self.emit_status(profile);
+    }
+
+    /// Finish in-flight mints (bounded), then write the ledger.
+    pub async fn shutdown(&self) {
+        let locks: Vec<_> = self.inner.mint_locks.lock().unwrap().values().cloned().collect();
+        for lock in locks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), lock.lock_owned()).await;
+        }
+        if let Err(e) = self.persist() {
+            tracing::error!(error = %e, "could not write the ledger on shutdown");
         }
     }
 

@@ -43,9 +43,12 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    /// Credentials can be handed out right now.
+    /// Credentials can be handed out right now: a live key, or a working login to mint one.
     pub fn usable(&self) -> bool {
-        self.key.is_some() && !matches!(self.state, State::NeedsLogin | State::Error)
-            || self.state == State::Ready && self.base_url.is_some()
+        match self.state {
+            State::Ready | State::Minting | State::Rotating => self.base_url.is_some(),
+            State::Degraded => self.key.is_some(),
+            State::NeedsLogin | State::Error => false,
+        }
     }
 }

@@ -1,0 +1,293 @@
+//! Getting the minted key into the scanner the way it already takes credentials: the
+//! environment of a child process (`scanmint exec`, the CLI Path wrapper), or a managed
+//! `cortex.env` file.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::broker::{Broker, Event};
+use crate::client::LspClient;
+use crate::scan::MANAGED_MARKER;
+use crate::secret::Secret;
+use crate::fsutil;
+
+/// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
+pub const EXIT_PLATFORM_FAILURE: i32 = 2;
+/// A key handed to a scanner must outlive a long scan.
+const SCAN_MIN_VALID_SECS: u64 = 900;
+
+/// Flags through which a plugin might pass its own (stale) credentials.
+const CREDENTIAL_FLAGS: [&str; 3] = ["--api-key", "--api-key-id", "--api-base-url"];
+
+/// Remove `--api-key X`, `--api-key=X` and the like, so the minted key in the environment is
+/// what the scanner uses.
+pub fn strip_credential_flags(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip_next = false;
+    for arg in args {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if CREDENTIAL_FLAGS.contains(&text.as_ref()) {
+            skip_next = true;
+            continue;
+        }
+        if CREDENTIAL_FLAGS.iter().any(|f| text.starts_with(&format!("{f}="))) {
+            continue;
+        }
+        out.push(arg.clone());
+    }
+    out
+}
+
+/// The credentials of one `scanmint/credentials` reply, with the secret taken out of the JSON.
+struct Handed {
+    base_url: String,
+    key_id: i64,
+    key: Secret,
+}
+
+fn take_credentials(mut reply: Value) -> anyhow::Result<Handed> {
+    let key = match reply["key"].take() {
+        Value::String(s) => Secret::new(s),
+        _ => bail!("the daemon did not hand out a key"),
+    };
+    // The env map repeats the secret: take it out so it is not left lying in a JSON value.
+    if let Some(env) = reply.get_mut("env").and_then(|e| e.as_object_mut())
+        && let Some(Value::String(s)) = env.remove("CORTEX_API_KEY")
+    {
+        drop(Secret::new(s));
+    }
+    Ok(Handed {
+        base_url: reply["baseUrl"].as_str().unwrap_or_default().to_string(),
+        key_id: reply["keyId"].as_i64().context("the daemon's reply has no keyId")?,
+        key,
+    })
+}
+
+pub struct ExecOptions {
+    pub profile: Option<String>,
+    pub strip_credential_flags: bool,
+    pub command: Vec<OsString>,
+}
+
+/// `scanmint exec`: run the scanner with a fresh key in its environment only, and return its
+/// exit code. An exit code of 2 makes the daemon check the key; if it was bad, the scanner runs
+/// once more with a new key.
+pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
+    let (program, args) = opts.command.split_first().context("nothing to run: scanmint exec -- COMMAND [ARGS...]")?;
+    let args = if opts.strip_credential_flags { strip_credential_flags(args) } else { args.to_vec() };
+    // The session stays open while the child runs: that is what marks the key as in use.
+    let client = LspClient::connect_daemon("exec", opts.profile.as_deref()).await?;
+    let ask = |rejected: Option<i64>| {
+        let mut params = json!({ "profile": opts.profile, "minValidSecs": SCAN_MIN_VALID_SECS });
+        if let Some(id) = rejected {
+            params["rejectedKeyId"] = json!(id);
+        }
+        params
+    };
+    let first = take_credentials(client.request("scanmint/credentials", ask(None)).await.map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?)?;
+    let mut code = run_child(program, &args, &first).await?;
+    if code == EXIT_PLATFORM_FAILURE {
+        let _ = client
+            .notify(
+                "scanmint/scanFailed",
+                json!({ "keyId": first.key_id, "exitCode": code, "reason": "the scanner exited 2 (failure talking to the platform)", "profile": opts.profile }),
+            )
+            .await;
+        match client.request("scanmint/credentials", ask(Some(first.key_id))).await {
+            Ok(reply) => {
+                let fresh = take_credentials(reply)?;
+                if fresh.key_id != first.key_id {
+                    eprintln!("scanmint: the tenant rejected key {}; running again with new key {}", first.key_id, fresh.key_id);
+                    code = run_child(program, &args, &fresh).await?;
+                }
+            }
+            Err(e) => eprintln!("scanmint: could not check the key after the scan failed: {e}"),
+        }
+    }
+    client.close().await;
+    Ok(code)
+}
+
+/// Run the child with the three `CORTEX_*` variables, forwarding the signals a terminal or an
+/// IDE sends, and return its exit code (128 + signal when it was killed).
+async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("CORTEX_API_BASE_URL", &creds.base_url)
+        .env("CORTEX_API_KEY_ID", creds.key_id.to_string())
+        .env("CORTEX_API_KEY", creds.key.expose())
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let pid = child.id().map(|p| p as i32);
+    let forward_to_child = |signo: i32| {
+        if let Some(pid) = pid {
+            // SAFETY: sending a signal to our own child process.
+            unsafe { libc::kill(pid, signo) };
+        }
+    };
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = int.recv() => forward_to_child(libc::SIGINT),
+            _ = term.recv() => forward_to_child(libc::SIGTERM),
+            _ = hup.recv() => forward_to_child(libc::SIGHUP),
+            _ = quit.recv() => forward_to_child(libc::SIGQUIT),
+            _ = usr1.recv() => forward_to_child(libc::SIGUSR1),
+            _ = usr2.recv() => forward_to_child(libc::SIGUSR2),
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// `scanmint wrapper`: a script to set as the IDE plugin's CLI Path.
+pub fn write_wrapper(cli: &Path, out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().context("cannot find the scanmint binary")?;
+    let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
+    let script = format!(
+        "#!/bin/sh\nexec {} exec --strip-credential-flags -- {} \"$@\"\n",
+        quote(&exe),
+        quote(cli)
+    );
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fsutil::write_private_atomic(out, script.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Keeps each profile's opt-in `cortex.env` holding the current key.
+pub struct CortexEnvWriter;
+
+impl CortexEnvWriter {
+    pub fn start(broker: Broker) {
+        let profiles: Vec<(String, PathBuf)> = broker
+            .config()
+            .profiles
+            .values()
+            .filter_map(|p| Some((p.name.clone(), p.cortex_env.clone()?)))
+            .collect();
+        if profiles.is_empty() {
+            return;
+        }
+        let mut events = broker.subscribe();
+        tokio::spawn(async move {
+            // The scanner reads the file without asking us: have a key there from the start.
+            for (profile, path) in &profiles {
+                refresh(&broker, profile, path).await;
+            }
+            loop {
+                match events.recv().await {
+                    Ok(Event::KeyChanged { profile, generation }) => {
+                        let Some((_, path)) = profiles.iter().find(|(p, _)| *p == profile) else { continue };
+                        match generation {
+                            Some(_) => refresh(&broker, &profile, path).await,
+                            None => remove_managed(path),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for (profile, path) in &profiles {
+                            refresh(&broker, profile, path).await;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+}
+
+async fn refresh(broker: &Broker, profile: &str, path: &Path) {
+    if broker.status(profile).await.state == crate::broker::State::NeedsLogin {
+        return;
+    }
+    match broker.credentials(profile, Duration::from_secs(SCAN_MIN_VALID_SECS)).await {
+        Ok(c) => match write_cortex_env(path, &c.base_url, c.key_id, &c.key) {
+            Ok(()) => tracing::info!(path = %path.display(), key_id = c.key_id, "cortex.env updated"),
+            Err(e) => broker.report_problem(profile, "cortex_env", &e.to_string()),
+        },
+        Err(e) => tracing::warn!(error = %e, "no key for cortex.env"),
+    }
+}
+
+/// Write the managed file atomically (0600), refusing to overwrite a file we did not create.
+pub fn write_cortex_env(path: &Path, base_url: &str, key_id: i64, key: &Secret) -> anyhow::Result<()> {
+    if let Ok(existing) = std::fs::read_to_string(path)
+        && existing.lines().next() != Some(MANAGED_MARKER)
+    {
+        bail!(
+            "{} exists and was not written by scanmint, so it is left alone; remove its literal key (the editor offers a quick fix) or delete the file to let scanmint manage it",
+            path.display()
+        );
+    }
+    let text = zeroize::Zeroizing::new(format!(
+        "{MANAGED_MARKER}\nCORTEX_API_BASE_URL={base_url}\nCORTEX_API_KEY_ID={key_id}\nCORTEX_API_KEY={}\n",
+        key.expose()
+    ));
+    fsutil::write_private_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Delete the managed file (only if it is ours).
+pub fn remove_managed(path: &Path) {
+    if let Ok(existing) = std::fs::read_to_string(path)
+        && existing.lines().next() == Some(MANAGED_MARKER)
+    {
+        let _ = std::fs::remove_file(path);
+        tracing::info!(path = %path.display(), "managed cortex.env removed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn credential_flags_are_stripped_in_both_forms() {
+        let got = strip_credential_flags(&args(&[
+            "code", "scan", "--api-key", "stale", "--api-key-id=7", "--api-base-url", "https://x", "--upload-mode", "no-upload",
+        ]));
+        assert_eq!(got, args(&["code", "scan", "--upload-mode", "no-upload"]));
+    }
+
+    #[test]
+    fn managed_cortex_env_never_clobbers_a_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cortex.env");
+        write_cortex_env(&path, "https://t", 5, &Secret::new("k1")).unwrap();
+        write_cortex_env(&path, "https://t", 6, &Secret::new("k2")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(MANAGED_MARKER) && text.contains("CORTEX_API_KEY_ID=6") && text.contains("CORTEX_API_KEY=k2"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        remove_managed(&path);
+        assert!(!path.exists());
+
+        std::fs::write(&path, "CORTEX_API_KEY=mine\n").unwrap();
+        let err = write_cortex_env(&path, "https://t", 7, &Secret::new("k3")).unwrap_err().to_string();
+        assert!(err.contains("not written by scanmint"), "{err}");
+        remove_managed(&path);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "CORTEX_API_KEY=mine\n");
+    }
+}

@@ -1,0 +1,127 @@
+//! Guards in front of the LSP server: a frame-size limit on the input, and lenient params for
+//! the custom methods (absent, `null` and `{}` all mean "no parameters").
+
+use std::task::{Context, Poll};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tower_lsp_server::jsonrpc::Request;
+use tower_service::Service;
+
+/// No LSP message of ours comes near this; a bigger one is a broken or hostile client.
+pub const MAX_FRAME: usize = 16 << 20;
+const MAX_HEADER: usize = 8 << 10;
+
+/// Forward `read` frame by frame, ending the stream (and so only this session) at a frame
+/// larger than [`MAX_FRAME`] or a header block that never ends.
+pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream {
+    let (mut tx, rx) = tokio::io::duplex(64 << 10);
+    tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(8 << 10);
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            // Accumulate one header block.
+            let header_end = loop {
+                if let Some(pos) = find(&buf, b"\r\n\r\n") {
+                    break pos + 4;
+                }
+                if buf.len() > MAX_HEADER {
+                    tracing::warn!("LSP client sent a header block over 8 KiB; closing its session");
+                    return;
+                }
+                match read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let length = content_length(&buf[..header_end]);
+            let Some(length) = length.filter(|l| *l <= MAX_FRAME) else {
+                tracing::warn!(length = ?length, "LSP frame without a usable Content-Length or over 16 MiB; closing its session");
+                // Let the server see the bad header so it answers with a parse error first.
+                let _ = tx.write_all(&buf[..header_end]).await;
+                return;
+            };
+            let total = header_end + length;
+            while buf.len() < total {
+                match read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if tx.write_all(&buf[..total]).await.is_err() {
+                return;
+            }
+            buf.drain(..total);
+        }
+    });
+    rx
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn content_length(header: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(header).ok()?;
+    text.split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// Wraps the LSP service so `scanmint/*` requests accept absent or `null` params as `{}`.
+pub struct OptionalParams<S>(S);
+
+impl<S> OptionalParams<S> {
+    pub fn new(inner: S) -> Self {
+        OptionalParams(inner)
+    }
+}
+
+impl<S: Service<Request>> Service<Request> for OptionalParams<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let needs_fill = req.method().starts_with("scanmint/") && matches!(req.params(), None | Some(Value::Null));
+        if !needs_fill {
+            return self.0.call(req);
+        }
+        let (method, id, _) = req.into_parts();
+        let mut builder = Request::build(method).params(Value::Object(Default::default()));
+        if let Some(id) = id {
+            builder = builder.id(id);
+        }
+        self.0.call(builder.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_found_in_any_case() {
+        assert_eq!(content_length(b"Content-Length: 12\r\n\r\n"), Some(12));
+        assert_eq!(content_length(b"content-length:7\r\nContent-Type: x\r\n\r\n"), Some(7));
+        assert_eq!(content_length(b"Content-Type: x\r\n\r\n"), None);
+        assert_eq!(content_length(b"Content-Length: -1\r\n\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_ends_the_stream_but_earlier_frames_pass() {
+        let good = b"Content-Length: 2\r\n\r\n{}";
+        let bad = format!("Content-Length: {}\r\n\r\n", MAX_FRAME + 1);
+        let input = [good.as_slice(), bad.as_bytes(), b"more"].concat();
+        let mut out = guard(std::io::Cursor::new(input));
+        let mut got = Vec::new();
+        out.read_to_end(&mut got).await.unwrap();
+        assert_eq!(&got[..good.len()], good);
+        assert!(!got.ends_with(b"more"));
+    }
+}

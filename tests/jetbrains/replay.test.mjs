@@ -1,0 +1,217 @@
+// Stands in for a JetBrains IDE running LSP4IJ with editors/jetbrains/template.json: no IDE can run
+// here, so this replays, against the real `scanmint lsp`, what LSP4IJ sends — its initialize
+// request (LSP4IJ's client capabilities, clientInfo, workspace folders, the template's
+// initializationOptions.json), initialized, the template's settings.json as
+// didChangeConfiguration, didOpen of a file it maps ("*") — answers the server's requests the way
+// LSP4IJ does, and checks the replies and notifications, including scanmint's custom ones, which
+// LSP4IJ only logs in its LSP console.
+//
+// Run through tests/jetbrains/run.sh (isolated HOME/XDG dirs, emulator, config, Primary key in the
+// environment): needs SCANMINT_BIN; uses SCANMINT_BASE_URL and SCANMINT_PRIMARY_KEY to check.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { LspClient } from './lsp-client.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const templateDir = join(here, '..', '..', 'editors', 'jetbrains');
+const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
+
+const template = readJson(join(templateDir, 'template.json'));
+const initializationOptions = readJson(join(templateDir, 'initializationOptions.json'));
+const settings = readJson(join(templateDir, 'settings.json'));
+const { capabilities } = readJson(join(here, 'lsp4ij-client-capabilities.json'));
+
+const bin = process.env.SCANMINT_BIN;
+const primaryKey = process.env.SCANMINT_PRIMARY_KEY;
+const STATES = ['ready', 'minting', 'rotating', 'needs_login', 'degraded', 'error'];
+const COMMANDS = ['scanmint.login', 'scanmint.logout', 'scanmint.rotate', 'scanmint.revoke', 'scanmint.doctor'];
+const LITERAL_KEY = 'Qm7x'.repeat(32); // 128 characters, like a Cortex API key
+
+let client;
+let workspace;
+let initResult;
+let firstStatus;
+let rotateResult;
+let rotateFrom = 0; // index into client.received where the rotation started
+
+/** The command line LSP4IJ runs: the template's programArgs, with `scanmint` resolved to SCANMINT_BIN. */
+function commandLine() {
+  const args = template.programArgs.default.split(/\s+/);
+  assert.equal(args[0], 'scanmint');
+  return [bin, ...args.slice(1)];
+}
+
+function assertNoSecret(value, where) {
+  const text = JSON.stringify(value);
+  if (primaryKey) assert.ok(!text.includes(primaryKey), `${where} contains the Primary key`);
+  assert.ok(!/"key"\s*:\s*"/.test(text), `${where} carries a "key" secret: ${text}`);
+}
+
+function assertStatusReport(r, where) {
+  assert.ok(r && typeof r === 'object', `${where}: not an object`);
+  assert.ok(STATES.includes(r.state), `${where}: state ${JSON.stringify(r.state)}`);
+  assert.equal(typeof r.profile, 'string');
+  assert.ok(r.baseUrl === null || typeof r.baseUrl === 'string', `${where}: baseUrl ${r.baseUrl}`);
+  assert.equal(typeof r.storage, 'string');
+  if (r.key) {
+    assert.ok(Number.isInteger(r.key.keyId), `${where}: keyId ${r.key.keyId}`);
+    assert.ok(Number.isInteger(r.key.generation), `${where}: generation`);
+    assert.equal(typeof r.key.fingerprint, 'string');
+    assert.equal(typeof r.key.role, 'string');
+    assert.ok(r.key.expiresAt > 1e12, `${where}: expiresAt ${r.key.expiresAt} is not epoch milliseconds`);
+  }
+  assertNoSecret(r, where);
+}
+
+before(() => {
+  assert.ok(bin, 'SCANMINT_BIN is not set: run tests/jetbrains/run.sh');
+  const base = process.env.SCANMINT_TEST_TMP ?? mkdtempSync(join(tmpdir(), 'scanmint-jetbrains-'));
+  workspace = join(base, 'project');
+  mkdirSync(workspace, { recursive: true });
+  const [cmd, ...args] = commandLine();
+  client = new LspClient(cmd, args, {
+    // How LSP4IJ answers server requests: progress is accepted, configuration comes from
+    // settings.json, a showMessageRequest notification balloon is dismissed (null).
+    answer: (msg) => {
+      if (msg.method === 'workspace/configuration') return msg.params.items.map(() => settings);
+      return null;
+    },
+  });
+});
+
+after(async () => {
+  await client?.close();
+});
+
+test('initialize, as LSP4IJ sends it, with the template\'s initializationOptions', async () => {
+  const rootUri = pathToFileURL(workspace).href;
+  initResult = await client.request('initialize', {
+    processId: process.pid,
+    clientInfo: { name: 'IntelliJ', version: '2025.2.1 (build IU-252.25557.131)' },
+    locale: 'en',
+    rootPath: workspace,
+    rootUri,
+    initializationOptions,
+    capabilities,
+    trace: 'off',
+    workspaceFolders: [{ uri: rootUri, name: 'project' }],
+  });
+  const caps = initResult.capabilities;
+  assert.deepEqual([...caps.executeCommandProvider.commands].sort(), [...COMMANDS].sort());
+  const sync = typeof caps.textDocumentSync === 'object' ? caps.textDocumentSync.change : caps.textDocumentSync;
+  assert.equal(sync, 1, 'full text document sync');
+  assert.ok(caps.codeActionProvider, 'codeActionProvider');
+});
+
+test('initialized and didChangeConfiguration (settings.json) are accepted', async () => {
+  client.notify('initialized', {});
+  client.notify('workspace/didChangeConfiguration', { settings });
+  // The session stays up: a request after them is answered.
+  firstStatus = await client.request('scanmint/status', null);
+  assertStatusReport(firstStatus, 'scanmint/status');
+});
+
+test('scanmint/status reports the profile, tenant and storage tier', async () => {
+  firstStatus = await client.request('scanmint/status', {});
+  assertStatusReport(firstStatus, 'scanmint/status');
+  assert.equal(firstStatus.profile, 'default');
+  if (process.env.SCANMINT_BASE_URL) {
+    assert.equal(firstStatus.baseUrl?.replace(/\/$/, ''), process.env.SCANMINT_BASE_URL.replace(/\/$/, ''));
+  }
+  assert.notEqual(firstStatus.state, 'needs_login', 'the Primary key from the environment is usable');
+});
+
+test('workspace/executeCommand scanmint.rotate mints a newer generation', async () => {
+  rotateFrom = client.received.length;
+  rotateResult = await client.request('workspace/executeCommand', { command: 'scanmint.rotate', arguments: [] }, 30_000);
+  assert.equal(rotateResult.profile, 'default');
+  assert.ok(Number.isInteger(rotateResult.keyId), `keyId ${rotateResult.keyId}`);
+  assert.ok(Number.isInteger(rotateResult.generation), `generation ${rotateResult.generation}`);
+  assert.ok(rotateResult.generation > (firstStatus.key?.generation ?? 0), 'generation grows');
+  assert.equal(typeof rotateResult.message, 'string');
+  assertNoSecret(rotateResult, 'rotate result');
+});
+
+test('scanmint/didChangeStatus announces the rotated key', async () => {
+  const note = await client.waitFor(
+    (m) => m.method === 'scanmint/didChangeStatus' && m.params?.key?.generation === rotateResult.generation && m.params.state === 'ready',
+    `scanmint/didChangeStatus with generation ${rotateResult.generation}`,
+    15_000,
+    rotateFrom,
+  );
+  assertStatusReport(note.params, 'didChangeStatus');
+  assert.equal(note.params.key.keyId, rotateResult.keyId);
+  const now = await client.request('scanmint/status', {});
+  assert.equal(now.key?.generation, rotateResult.generation);
+});
+
+test('work-done progress around the rotation (LSP4IJ advertises window.workDoneProgress)', async () => {
+  const create = client.received.slice(rotateFrom).find((m) => m.method === 'window/workDoneProgress/create');
+  assert.ok(create, 'window/workDoneProgress/create');
+  const token = create.params.token;
+  const kinds = client.received
+    .slice(rotateFrom)
+    .filter((m) => m.method === '$/progress' && JSON.stringify(m.params.token) === JSON.stringify(token))
+    .map((m) => m.params.value?.kind);
+  assert.equal(kinds[0], 'begin', `progress kinds: ${kinds}`);
+  if (!kinds.includes('end')) {
+    await client.waitFor(
+      (m) => m.method === '$/progress' && m.params?.value?.kind === 'end' && JSON.stringify(m.params.token) === JSON.stringify(token),
+      'progress end',
+      10_000,
+      rotateFrom,
+    );
+  }
+});
+
+test('a literal key in cortex.env gets a warning and a quick fix', async () => {
+  const path = join(workspace, 'cortex.env');
+  const text = `CORTEX_API_BASE_URL=https://api-acme.xdr.us.paloaltonetworks.com\nCORTEX_API_KEY_ID=17\nCORTEX_API_KEY=${LITERAL_KEY}\n`;
+  writeFileSync(path, text);
+  const uri = pathToFileURL(path).href;
+  const from = client.received.length;
+  client.notify('textDocument/didOpen', { textDocument: { uri, languageId: 'plaintext', version: 1, text } });
+  const pub = await client.waitFor(
+    (m) => m.method === 'textDocument/publishDiagnostics' && m.params.uri === uri && m.params.diagnostics.length > 0,
+    'diagnostics for cortex.env',
+    10_000,
+    from,
+  );
+  const diag = pub.params.diagnostics.find((d) => d.code === 'literal-key');
+  assert.ok(diag, `a literal-key diagnostic: ${JSON.stringify(pub.params.diagnostics)}`);
+  assert.equal(diag.source, 'scanmint');
+  assert.equal(diag.severity, 2, 'Warning');
+  assert.equal(diag.range.start.line, 2);
+  assert.ok(!JSON.stringify(diag).includes(LITERAL_KEY), 'the diagnostic repeats the key');
+  const actions = await client.request('textDocument/codeAction', {
+    textDocument: { uri },
+    range: diag.range,
+    context: { diagnostics: [diag], triggerKind: 1 },
+  });
+  assert.ok(Array.isArray(actions) && actions.length > 0, 'code actions');
+  const fix = actions.find((a) => a.kind === 'quickfix' || a.kind?.startsWith('quickfix'));
+  assert.ok(fix, `a quickfix among ${JSON.stringify(actions.map((a) => a.title))}`);
+  client.notify('textDocument/didClose', { textDocument: { uri } });
+});
+
+test('scanmint/credentials keeps the secret from an editor that did not opt in', async () => {
+  assert.equal(initializationOptions.exposeSecretToEditor, false);
+  const creds = await client.request('scanmint/credentials', {});
+  assert.ok(Number.isInteger(creds.keyId));
+  assert.ok(creds.key === undefined || creds.key === null, 'no key');
+  assert.ok(creds.env === undefined || creds.env === null || !creds.env.CORTEX_API_KEY, 'no CORTEX_API_KEY');
+});
+
+test('shutdown and exit end `scanmint lsp`', async () => {
+  const result = await client.request('shutdown', undefined, 10_000);
+  assert.equal(result, null);
+  client.notify('exit');
+  const timer = setTimeout(() => client.proc.kill('SIGKILL'), 5000);
+  const { code } = await client.exited;
+  clearTimeout(timer);
+  assert.equal(code, 0, `exit code; stderr: ${client.stderr.slice(-1000)}`);
+});

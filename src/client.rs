@@ -92,7 +92,8 @@ impl LspClient {
         let writer: Arc<Mutex<Box<dyn AsyncWrite + Unpin + Send>>> = Arc::new(Mutex::new(Box::new(write)));
         let pending: Pending = Arc::default();
         let (tx, messages) = mpsc::unbounded_channel();
-        tokio::spawn(read_loop(BufReader::new(read), writer.clone(), pending.clone(), tx));
+        // The reader holds the writer weakly: dropping the client closes the connection.
+        tokio::spawn(read_loop(BufReader::new(read), Arc::downgrade(&writer), pending.clone(), tx));
         LspClient { writer, pending, next_id: AtomicI64::new(1), messages }
     }
 
@@ -174,7 +175,7 @@ impl LspClient {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut read: BufReader<R>,
-    writer: Arc<Mutex<Box<dyn AsyncWrite + Unpin + Send>>>,
+    writer: std::sync::Weak<Mutex<Box<dyn AsyncWrite + Unpin + Send>>>,
     pending: Pending,
     messages: mpsc::UnboundedSender<ServerMessage>,
 ) {
@@ -184,7 +185,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             (Some(method), Some(id)) => {
                 // A server request: answer null (no progress UI, no prompt), and pass it on.
                 let reply = json!({ "jsonrpc": "2.0", "id": id, "result": null });
-                let _ = write_frame(&mut *writer.lock().await, &reply).await;
+                if let Some(writer) = writer.upgrade() {
+                    let _ = write_frame(&mut *writer.lock().await, &reply).await;
+                }
                 let _ = messages.send(ServerMessage { method: method.into(), params: msg["params"].clone() });
             }
             (Some(method), None) => {

@@ -171,7 +171,7 @@ fn rpc(e: RpcError) -> anyhow::Error {
 
 async fn simple(command: &str, what: &str, args: Value) -> anyhow::Result<i32> {
     let profile = args["profile"].as_str().map(String::from);
-    let client = LspClient::connect_daemon("exec", profile.as_deref()).await?;
+    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
     let result = with_spinner(what, client.command(command, Some(args))).await.map_err(rpc)?;
     println!("{}", result["message"].as_str().unwrap_or_default());
     client.close().await;
@@ -215,7 +215,7 @@ async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option
         None => prompt("Primary key id")?.parse().context("the key id is an integer")?,
     };
     let key = read_secret()?;
-    let client = LspClient::connect_daemon("exec", profile.as_deref()).await?;
+    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
     let args = json!({
         "baseUrl": base_url,
         "keyId": key_id,
@@ -234,7 +234,7 @@ async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option
 }
 
 async fn status(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
-    let client = LspClient::connect_daemon("editor", profile.as_deref()).await?;
+    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
     let report = client.request("scanmint/status", json!({ "profile": profile })).await.map_err(rpc)?;
     client.close().await;
     let usable = match report["state"].as_str() {
@@ -286,7 +286,7 @@ pub fn format_utc(ms: i64) -> String {
 }
 
 async fn doctor(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
-    let client = LspClient::connect_daemon("exec", profile.as_deref()).await?;
+    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
     let report = with_spinner("checking", client.command("scanmint.doctor", Some(json!({ "profile": profile })))).await.map_err(rpc)?;
     client.close().await;
     if as_json {

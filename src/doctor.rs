@@ -52,7 +52,14 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
 
     let store = broker.store();
     let skipped = if store.skipped().is_empty() { String::new() } else { format!("; passed over: {}", store.skipped().join("; ")) };
+    let works = store.get("doctor-probe").await;
     match store.tier() {
+        tier if works.is_err() => c.add(
+            "storage",
+            Verdict::Fail,
+            format!("the {} store does not work: {}", tier.as_str(), works.err().map(|e| e.message).unwrap_or_default()),
+            Some("unlock or start the keyring (e.g. GNOME Keyring), or choose another store in the profile (store = \"keyutils\")"),
+        ),
         Tier::Memory => c.add(
             "storage",
             Verdict::Warn,

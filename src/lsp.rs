@@ -53,6 +53,8 @@ struct SessionInfo {
     client: Client,
     profile: String,
     progress: bool,
+    /// Only editors are prompted to log in.
+    editor: bool,
     login_prompted: Arc<AtomicBool>,
 }
 
@@ -137,7 +139,7 @@ async fn notify_status(hub: &Arc<Hub>, profile: &str) {
     let value = serde_json::to_value(&report).unwrap_or(Value::Null);
     for s in hub.sessions_of(profile) {
         s.client.send_notification::<DidChangeStatus>(value.clone()).await;
-        if needs_login {
+        if needs_login && s.editor {
             maybe_prompt_login(&s, &report.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default());
         } else {
             s.login_prompted.store(false, Ordering::Relaxed);
@@ -265,13 +267,22 @@ impl Session {
         self.broker().resolve_profile(asked.or(own.as_deref()))
     }
 
+    fn kind(&self) -> Option<String> {
+        self.options.lock().unwrap().client_kind.clone()
+    }
+
     fn is_exec(&self) -> bool {
-        self.options.lock().unwrap().client_kind.as_deref() == Some("exec")
+        self.kind().as_deref() == Some("exec")
+    }
+
+    /// Editors get prefetch, workspace watching and log-in prompts; `exec` and `cli` sessions
+    /// (scanners and one-shot commands) do not.
+    fn is_editor(&self) -> bool {
+        matches!(self.kind().as_deref(), None | Some("editor"))
     }
 
     fn may_see_secret(&self) -> bool {
-        let o = self.options.lock().unwrap();
-        o.client_kind.as_deref() == Some("exec") || o.expose_secret_to_editor
+        self.is_exec() || (self.is_editor() && self.options.lock().unwrap().expose_secret_to_editor)
     }
 
     async fn status(&self, params: ProfileParams) -> Result<Value> {
@@ -335,7 +346,7 @@ impl Session {
                 // Never echo the value: it may hold the secret.
                 let what = e.to_string();
                 let what = what.split(" at line").next().unwrap_or("bad arguments");
-                invalid(format!("scanmint.login arguments: {}", what.replace(|c: char| c == '"', "'").chars().take(120).collect::<String>()))
+                invalid(format!("scanmint.login arguments: {}", what.replace('"', "'").chars().take(120).collect::<String>()))
             })?;
             let level = match a.security_level.as_deref() {
                 None | Some("") => SecurityLevel::Standard,
@@ -442,6 +453,7 @@ impl LanguageServer for Session {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let profile = self.broker().resolve_profile(options.profile.as_deref());
+        let editor = matches!(options.client_kind.as_deref(), None | Some("editor"));
         let progress = params
             .capabilities
             .window
@@ -465,7 +477,7 @@ impl LanguageServer for Session {
         *self.options.lock().unwrap() = options;
         self.hub.sessions.lock().unwrap().insert(
             self.id,
-            SessionInfo { client: self.client.clone(), profile, progress, login_prompted: self.login_prompted.clone() },
+            SessionInfo { client: self.client.clone(), profile, progress, editor, login_prompted: self.login_prompted.clone() },
         );
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
@@ -498,7 +510,7 @@ impl LanguageServer for Session {
         self.client
             .send_notification::<DidChangeStatus>(serde_json::to_value(&report).unwrap_or(Value::Null))
             .await;
-        if self.is_exec() {
+        if !self.is_editor() {
             return;
         }
         if report.state == crate::broker::State::NeedsLogin {
@@ -578,7 +590,7 @@ impl Session {
     /// Mint in the background when an editor arrives and the key will not last, so the first
     /// scan does not wait.
     fn prefetch(&self, profile: &str) {
-        if !self.broker().config().profile(Some(profile)).prefetch {
+        if !self.is_editor() || !self.broker().config().profile(Some(profile)).prefetch {
             return;
         }
         let broker = self.broker().clone();

@@ -34,13 +34,19 @@ fn init_logging(command: &Command) {
         Command::Daemon | Command::Emulator(_) => "info",
         _ => "warn",
     };
+    use tracing_subscriber::prelude::*;
     let level = std::env::var("SCANMINT_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or_else(|| default.parse().expect("a valid default level"));
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    // tower-lsp-server traces every message it reads and writes, and some carry a key (a
+    // login, an exec session's credentials): its trace level never reaches a log.
+    let lsp_level = if level == tracing::Level::TRACE { tracing::Level::DEBUG } else { level };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("tower_lsp_server", lsp_level);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }

@@ -8,6 +8,7 @@
 //! | `POST /_emulator/keys` | `{roles, security_level?, expiration?, comment?}` | `{id, key}` |
 //! | `POST /_emulator/keys/{id}/revoke` | | `{"revoked": bool}` |
 //! | `GET /_emulator/calls` | | `CallCounts` |
+//! | `GET /_emulator/secrets` | | every secret ever issued (for leak tests) |
 //! | `GET /_emulator/faults` | | `Faults` |
 //! | `PUT /_emulator/faults` | `Faults` | the new `Faults` |
 //!
@@ -103,6 +104,10 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
             }
             Err(_) => admin_error(400, "key id must be an integer"),
         },
+        (&Method::GET, ["secrets"]) => {
+            let st = shared.lock();
+            ok(Value::Array(st.keys.values().map(|k| Value::String(k.secret.expose().to_string())).collect()))
+        }
         (&Method::GET, ["calls"]) => {
             ok(serde_json::to_value(shared.lock().calls.clone()).unwrap_or(Value::Null))
         }

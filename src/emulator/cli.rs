@@ -62,6 +62,14 @@ pub struct EmulatorArgs {
     /// Where error fields go: reply, root or data.
     #[arg(long, value_name = "WHERE", default_value = "reply")]
     pub error_envelope: ErrorEnvelope,
+    /// Answer like a hostile tenant: huge-body, wrong-types, generate-without-key,
+    /// negative-expiration, absurd-expiration or duplicate-ids.
+    #[arg(long, value_name = "KIND", value_parser = parse_hostile)]
+    pub hostile: Option<super::Hostile>,
+}
+
+fn parse_hostile(s: &str) -> Result<super::Hostile, String> {
+    serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|_| format!("unknown hostile reply {s:?}"))
 }
 
 impl EmulatorArgs {
@@ -80,6 +88,7 @@ impl EmulatorArgs {
                 failures: self.fail.iter().cloned().collect(),
                 lowercase_list: self.lowercase_list,
                 error_envelope: self.error_envelope,
+                hostile: self.hostile,
             },
         }
     }

@@ -88,6 +88,27 @@ pub struct Faults {
     pub lowercase_list: bool,
     /// Where error fields go.
     pub error_envelope: ErrorEnvelope,
+    /// Answer successful `generate`/`get_api_keys` calls the way a broken or hostile tenant
+    /// would (the call itself still takes effect: a key is still minted).
+    pub hostile: Option<Hostile>,
+}
+
+/// Replies that break the contract, for testing that nothing bad is handed out.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Hostile {
+    /// A 2 MiB reply body.
+    HugeBody,
+    /// `id` as a string, `roles` as a string, `expiration` as a string.
+    WrongTypes,
+    /// `generate` answers `{"id": N}` without the secret.
+    GenerateWithoutKey,
+    /// Inventory records claim a negative expiration.
+    NegativeExpiration,
+    /// Inventory records claim an expiration thousands of years away.
+    AbsurdExpiration,
+    /// Every inventory record appears twice, the copy with an extra admin role.
+    DuplicateIds,
 }
 
 impl Faults {
@@ -367,6 +388,12 @@ impl Emulator {
             user: state::CONSOLE_USER.into(),
             is_primary: false,
         })
+    }
+
+    /// Every secret this tenant ever issued, the Primary key's included: what a leak test
+    /// searches logs and files for.
+    pub fn issued_secrets(&self) -> Vec<Secret> {
+        self.shared.lock().keys.values().map(|k| k.secret.clone()).collect()
     }
 
     /// Delete a key as if in the console. False when unknown or already deleted.

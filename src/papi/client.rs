@@ -14,6 +14,9 @@ use super::error::{ErrorKind, PapiError};
 use super::wire::*;
 use crate::secret::{Secret, random_alphanumeric};
 
+/// An Advanced call refused while our clock was off by more than this is signed again.
+const SKEW_RESIGN_MS: i64 = 60_000;
+
 /// Reply bodies larger than this are refused: no key call needs more.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -40,7 +43,10 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     pub fn none() -> Self {
-        RetryPolicy { max_attempts: 1, ..Default::default() }
+        RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        }
     }
 
     /// Full jitter: a uniform delay in `[0, min(max, base·2^attempt)]`.
@@ -118,8 +124,12 @@ fn now_ms() -> i64 {
 
 /// Plain http is only for the local emulator: a key must never cross a network in the clear.
 fn check_base_url(base_url: &str) -> Result<String, PapiError> {
-    let url = reqwest::Url::parse(base_url)
-        .map_err(|e| PapiError::new(ErrorKind::Config, format!("base URL {base_url:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(base_url).map_err(|e| {
+        PapiError::new(
+            ErrorKind::Config,
+            format!("base URL {base_url:?} is not a URL: {e}"),
+        )
+    })?;
     let host = url.host_str().unwrap_or_default();
     match url.scheme() {
         "https" => {}
@@ -127,13 +137,23 @@ fn check_base_url(base_url: &str) -> Result<String, PapiError> {
         "http" => {
             return Err(PapiError::new(
                 ErrorKind::Config,
-                format!("refusing plain http:// to {host}: keys may only travel over https (http is allowed for loopback only)"),
+                format!(
+                    "refusing plain http:// to {host}: keys may only travel over https (http is allowed for loopback only)"
+                ),
             ));
         }
-        other => return Err(PapiError::new(ErrorKind::Config, format!("unsupported URL scheme {other:?}"))),
+        other => {
+            return Err(PapiError::new(
+                ErrorKind::Config,
+                format!("unsupported URL scheme {other:?}"),
+            ));
+        }
     }
     if host.is_empty() {
-        return Err(PapiError::new(ErrorKind::Config, format!("base URL {base_url:?} has no host")));
+        return Err(PapiError::new(
+            ErrorKind::Config,
+            format!("base URL {base_url:?} has no host"),
+        ));
     }
     Ok(base_url.trim_end_matches('/').to_string())
 }
@@ -141,7 +161,9 @@ fn check_base_url(base_url: &str) -> Result<String, PapiError> {
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, PapiError> {
@@ -154,11 +176,28 @@ fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, PapiError> {
         .user_agent(concat!("scanmint/", env!("CARGO_PKG_VERSION")));
     if let Some(ca_file) = &opts.ca_file {
         let pem = std::fs::read(ca_file).map_err(|e| {
-            PapiError::new(ErrorKind::Config, format!("cannot read CA file {}: {e}", ca_file.display()))
+            PapiError::new(
+                ErrorKind::Config,
+                format!("cannot read CA file {}: {e}", ca_file.display()),
+            )
         })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            PapiError::new(ErrorKind::Config, format!("CA file {} holds no usable PEM certificate: {e}", ca_file.display()))
+            PapiError::new(
+                ErrorKind::Config,
+                format!(
+                    "CA file {} holds no usable PEM certificate: {e}",
+                    ca_file.display()
+                ),
+            )
         })?;
+        // A file without any PEM block parses as an empty bundle: refuse it rather than
+        // silently trusting nothing extra.
+        if certs.is_empty() {
+            return Err(PapiError::new(
+                ErrorKind::Config,
+                format!("CA file {} holds no PEM certificate", ca_file.display()),
+            ));
+        }
         builder = builder.tls_certs_merge(certs);
     }
     builder
@@ -188,7 +227,12 @@ impl Client {
     /// A client for the same tenant and connection pool, authenticated as another key
     /// (used to validate a minted key the way the scanner will use it).
     pub fn as_key(&self, key_id: i64, key: Secret, level: SecurityLevel) -> Client {
-        Client { shared: self.shared.clone(), key_id, key, level }
+        Client {
+            shared: self.shared.clone(),
+            key_id,
+            key,
+            level,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -216,16 +260,30 @@ impl Client {
         let body = self
             .post(PATH_GENERATE, req, Idempotence::MintsKeys)
             .await?;
-        // Serde's message could quote the reply; the reply holds a secret, so say only what is wrong.
-        let envelope: ReplyEnvelope<serde_json::Value> = parse_json(&body)?;
-        let reply = envelope.reply;
+        // Serde's message could quote the reply (e.g. "invalid type: string \"<the new key>\""); the
+        // reply holds a secret, so never pass serde's text on: say only what is wrong.
+        let envelope: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| malformed("generate reply is not valid JSON"))?;
+        let Some(reply) = envelope.get("reply").filter(|r| r.is_object()) else {
+            return Err(malformed("generate reply has no `reply` object"));
+        };
         let id = reply.get("id").and_then(|v| v.as_i64());
-        let key = reply.get("key").and_then(|v| v.as_str()).filter(|k| !k.is_empty());
+        let key = reply
+            .get("key")
+            .and_then(|v| v.as_str())
+            .filter(|k| !k.is_empty());
         match (id, key) {
-            (Some(id), Some(key)) if id > 0 => Ok(GenerateReply { id, key: Secret::new(key) }),
+            (Some(id), Some(key)) if id > 0 => Ok(GenerateReply {
+                id,
+                key: Secret::new(key),
+            }),
             (None, _) => Err(malformed("generate reply has no integer `id`")),
-            (Some(_), None) => Err(malformed("generate reply has no `key`: the new key cannot be used")),
-            (Some(id), Some(_)) => Err(malformed(format!("generate reply has an impossible id {id}"))),
+            (Some(_), None) => Err(malformed(
+                "generate reply has no `key`: the new key cannot be used",
+            )),
+            (Some(id), Some(_)) => Err(malformed(format!(
+                "generate reply has an impossible id {id}"
+            ))),
         }
     }
 
@@ -237,7 +295,9 @@ impl Client {
 
     /// Delete keys by id; returns the tenant's `update_count`.
     pub async fn delete(&self, ids: &[i64]) -> Result<u64, PapiError> {
-        let req = DeleteRequest { filters: vec![Filter::ids(ids)] };
+        let req = DeleteRequest {
+            filters: vec![Filter::ids(ids)],
+        };
         let body = self.post(PATH_DELETE, &req, Idempotence::Safe).await?;
         let envelope: ReplyEnvelope<DeleteReply> = parse_json(&body)?;
         Ok(envelope.reply.update_count)
@@ -245,10 +305,15 @@ impl Client {
 
     /// Whether this client's key works: `Ok(false)` when the tenant refuses it (401).
     pub async fn validate(&self) -> Result<bool, PapiError> {
-        match self.send(reqwest::Method::GET, PATH_VALIDATE, None, Idempotence::Safe).await {
+        match self
+            .send(reqwest::Method::GET, PATH_VALIDATE, None, Idempotence::Safe)
+            .await
+        {
             Ok(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(serde_json::Value::Bool(ok)) => Ok(ok),
-                Ok(serde_json::Value::Object(o)) if o.get("reply").is_some_and(|r| r.is_boolean()) => {
+                Ok(serde_json::Value::Object(o))
+                    if o.get("reply").is_some_and(|r| r.is_boolean()) =>
+                {
                     Ok(o["reply"].as_bool().unwrap_or(false))
                 }
                 _ => Err(malformed("validate did not answer true or false")),
@@ -261,15 +326,24 @@ impl Client {
     /// The call the Cortex CLI makes with its key: proves a key works for a scanner.
     pub async fn download_link(&self) -> Result<DownloadLinkReply, PapiError> {
         let path = format!("{PATH_DOWNLOAD_LINK}?os=linux&architecture=amd64");
-        let body = self.send(reqwest::Method::GET, &path, None, Idempotence::Safe).await?;
+        let body = self
+            .send(reqwest::Method::GET, &path, None, Idempotence::Safe)
+            .await?;
         let envelope: ReplyEnvelope<DownloadLinkReply> = parse_json(&body)?;
         Ok(envelope.reply)
     }
 
-    async fn post<T: Serialize>(&self, path: &str, data: &T, idem: Idempotence) -> Result<Vec<u8>, PapiError> {
-        let body = serde_json::to_vec(&RequestEnvelope { request_data: data })
-            .map_err(|e| PapiError::new(ErrorKind::Config, format!("cannot encode request: {e}")))?;
-        self.send(reqwest::Method::POST, path, Some(body), idem).await
+    async fn post<T: Serialize>(
+        &self,
+        path: &str,
+        data: &T,
+        idem: Idempotence,
+    ) -> Result<Vec<u8>, PapiError> {
+        let body = serde_json::to_vec(&RequestEnvelope { request_data: data }).map_err(|e| {
+            PapiError::new(ErrorKind::Config, format!("cannot encode request: {e}"))
+        })?;
+        self.send(reqwest::Method::POST, path, Some(body), idem)
+            .await
     }
 
     /// Send with the retry policy: transient failures back off with full jitter, within bounded
@@ -284,12 +358,25 @@ impl Client {
         let policy = self.shared.retry;
         let started = Instant::now();
         let mut attempt = 0;
+        let mut resigned = false;
         loop {
+            let signed_with = self.clock_offset_ms().unwrap_or(0);
             let result = self.send_once(method.clone(), path, body.clone()).await;
             let err = match result {
                 Ok(body) => return Ok(body),
                 Err(err) => err,
             };
+            // An Advanced signature made with a skewed clock is refused like a bad key. The
+            // refusal's Date header told us the tenant's clock: sign again with it, once.
+            if err.kind == ErrorKind::Unauthorized
+                && self.level == SecurityLevel::Advanced
+                && !resigned
+                && (self.clock_offset_ms().unwrap_or(0) - signed_with).abs() > SKEW_RESIGN_MS
+            {
+                resigned = true;
+                tracing::info!(path, offset_ms = self.clock_offset_ms(), "re-signing with the tenant's clock");
+                continue;
+            }
             attempt += 1;
             let retryable = match (err.kind, idem) {
                 (ErrorKind::RateLimited, _) => true,
@@ -298,7 +385,10 @@ impl Client {
                 _ => false,
             };
             let delay = policy.delay(attempt - 1);
-            if !retryable || attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
+            if !retryable
+                || attempt >= policy.max_attempts
+                || started.elapsed() + delay > policy.deadline
+            {
                 return Err(err);
             }
             tracing::debug!(path, attempt, kind = ?err.kind, delay_ms = delay.as_millis() as u64, "retrying Public API call");
@@ -306,7 +396,12 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, PapiError> {
+    async fn send_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, PapiError> {
         let url = format!("{}{}", self.shared.base_url, path);
         let mut req = self
             .shared
@@ -324,13 +419,19 @@ impl Client {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(malformed(format!("reply to {path} is larger than {} KiB", MAX_BODY / 1024)));
+                return Err(malformed(format!(
+                    "reply to {path} is larger than {} KiB",
+                    MAX_BODY / 1024
+                )));
             }
             body.extend_from_slice(&chunk);
         }
         if (200..300).contains(&status) {
             return Ok(body);
         }
+        // Redact before parsing: the error fields are cut to a maximum length, and a cut
+        // inside an echoed key would leave a piece of it that a later redaction cannot see.
+        let body = self.redact_body(body);
         let detail = parse_error_body(&body).map(|e| {
             let mut text = e.err_msg.unwrap_or_default();
             if let Some(extra) = e.err_extra.filter(|x| !x.is_empty() && x != "null") {
@@ -356,8 +457,12 @@ impl Client {
                 hash
             }
         };
-        let mut value = HeaderValue::from_str(&authorization)
-            .map_err(|_| PapiError::new(ErrorKind::Config, "the key holds characters that cannot go in an HTTP header"))?;
+        let mut value = HeaderValue::from_str(&authorization).map_err(|_| {
+            PapiError::new(
+                ErrorKind::Config,
+                "the key holds characters that cannot go in an HTTP header",
+            )
+        })?;
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
         Ok(headers)
@@ -380,7 +485,11 @@ impl Client {
     }
 
     fn transport_error(&self, e: reqwest::Error) -> PapiError {
-        let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Transport };
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Transport
+        };
         // reqwest's message names the URL (no secret in it) and the cause.
         let mut message = format!("cannot reach the tenant at {}: {e}", self.shared.base_url);
         let mut source = std::error::Error::source(&e);
@@ -389,6 +498,33 @@ impl Client {
             source = cause.source();
         }
         PapiError::new(kind, self.redact(&message))
+    }
+
+    /// Our key replaced in every string (and object key) of a JSON reply, before anything is
+    /// cut or quoted from it; bodies that are not JSON are returned as they are.
+    fn redact_body(&self, body: Vec<u8>) -> Vec<u8> {
+        if self.key.is_empty() {
+            return body;
+        }
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return body;
+        };
+        fn walk(v: &mut serde_json::Value, redact: &dyn Fn(&str) -> String) {
+            match v {
+                serde_json::Value::String(s) => *s = redact(s),
+                serde_json::Value::Array(items) => items.iter_mut().for_each(|i| walk(i, redact)),
+                serde_json::Value::Object(map) => {
+                    let entries = std::mem::take(map);
+                    for (k, mut v) in entries {
+                        walk(&mut v, redact);
+                        map.insert(redact(&k), v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&mut value, &|s| self.redact(s));
+        serde_json::to_vec(&value).unwrap_or(body)
     }
 
     /// A hostile or buggy tenant could echo our key back in an error; never pass it on.
@@ -410,8 +546,12 @@ fn malformed(message: impl Into<String>) -> PapiError {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, PapiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| malformed(format!("the tenant's reply does not match the API: {}", truncate(&e.to_string(), 200))))
+    serde_json::from_slice(body).map_err(|e| {
+        malformed(format!(
+            "the tenant's reply does not match the API: {}",
+            truncate(&e.to_string(), 200)
+        ))
+    })
 }
 
 #[cfg(test)]

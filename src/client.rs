@@ -29,7 +29,11 @@ impl std::error::Error for RpcError {}
 
 impl RpcError {
     fn closed() -> Self {
-        RpcError { code: -32099, message: "the scanmint daemon closed the connection".into(), data: None }
+        RpcError {
+            code: -32099,
+            message: "the scanmint daemon closed the connection".into(),
+            data: None,
+        }
     }
 }
 
@@ -50,7 +54,10 @@ pub struct LspClient {
 }
 
 /// Write one framed message.
-pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, msg: &Value) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    msg: &Value,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg)?;
     let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     frame.extend_from_slice(&body);
@@ -59,7 +66,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, msg: &Value)
 }
 
 /// Read one framed message; `None` at end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Option<Value>> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+) -> std::io::Result<Option<Value>> {
     let mut length = None;
     loop {
         let mut line = String::new();
@@ -79,7 +88,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::
     let length = length.ok_or_else(|| std::io::Error::other("frame without Content-Length"))?;
     let mut body = vec![0; length];
     r.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(std::io::Error::other)
 }
 
 impl LspClient {
@@ -89,12 +100,23 @@ impl LspClient {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let writer: Arc<Mutex<Box<dyn AsyncWrite + Unpin + Send>>> = Arc::new(Mutex::new(Box::new(write)));
+        let writer: Arc<Mutex<Box<dyn AsyncWrite + Unpin + Send>>> =
+            Arc::new(Mutex::new(Box::new(write)));
         let pending: Pending = Arc::default();
         let (tx, messages) = mpsc::unbounded_channel();
         // The reader holds the writer weakly: dropping the client closes the connection.
-        tokio::spawn(read_loop(BufReader::new(read), Arc::downgrade(&writer), pending.clone(), tx));
-        LspClient { writer, pending, next_id: AtomicI64::new(1), messages }
+        tokio::spawn(read_loop(
+            BufReader::new(read),
+            Arc::downgrade(&writer),
+            pending.clone(),
+            tx,
+        ));
+        LspClient {
+            writer,
+            pending,
+            next_id: AtomicI64::new(1),
+            messages,
+        }
     }
 
     /// Connect to the daemon (starting it if needed) and initialize as `kind` ("exec"/"editor").
@@ -102,7 +124,9 @@ impl LspClient {
         let stream = crate::daemon::connect_or_spawn().await?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);
-        client.initialize(json!({ "clientKind": kind, "profile": profile })).await?;
+        client
+            .initialize(json!({ "clientKind": kind, "profile": profile }))
+            .await?;
         Ok(client)
     }
 
@@ -127,7 +151,10 @@ impl LspClient {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
         let msg = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        if write_frame(&mut *self.writer.lock().await, &msg).await.is_err() {
+        if write_frame(&mut *self.writer.lock().await, &msg)
+            .await
+            .is_err()
+        {
             self.pending.lock().unwrap().remove(&id);
             return Err(RpcError::closed());
         }
@@ -137,19 +164,27 @@ impl LspClient {
     /// `workspace/executeCommand` with one argument object (or none).
     pub async fn command(&self, command: &str, argument: Option<Value>) -> Result<Value, RpcError> {
         let arguments: Vec<Value> = argument.into_iter().collect();
-        self.request("workspace/executeCommand", json!({ "command": command, "arguments": arguments })).await
+        self.request(
+            "workspace/executeCommand",
+            json!({ "command": command, "arguments": arguments }),
+        )
+        .await
     }
 
     pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
         let msg = json!({ "jsonrpc": "2.0", "method": method, "params": params });
-        write_frame(&mut *self.writer.lock().await, &msg).await.map_err(|_| RpcError::closed())
+        write_frame(&mut *self.writer.lock().await, &msg)
+            .await
+            .map_err(|_| RpcError::closed())
     }
 
     /// The next server message with this method, within `timeout`; others are skipped.
     pub async fn wait_for(&mut self, method: &str, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.messages.recv()).await.ok()??;
+            let msg = tokio::time::timeout_at(deadline, self.messages.recv())
+                .await
+                .ok()??;
             if msg.method == method {
                 return Some(msg.params);
             }
@@ -167,7 +202,11 @@ impl LspClient {
 
     /// `shutdown` + `exit`, politely.
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.request("shutdown", Value::Null)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.request("shutdown", Value::Null),
+        )
+        .await;
         let _ = self.notify("exit", Value::Null).await;
         let _ = self.writer.lock().await.shutdown().await;
     }
@@ -188,14 +227,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if let Some(writer) = writer.upgrade() {
                     let _ = write_frame(&mut *writer.lock().await, &reply).await;
                 }
-                let _ = messages.send(ServerMessage { method: method.into(), params: msg["params"].clone() });
+                let _ = messages.send(ServerMessage {
+                    method: method.into(),
+                    params: msg["params"].clone(),
+                });
             }
             (Some(method), None) => {
-                let _ = messages.send(ServerMessage { method: method.into(), params: msg["params"].clone() });
+                let _ = messages.send(ServerMessage {
+                    method: method.into(),
+                    params: msg["params"].clone(),
+                });
             }
             (None, Some(id)) => {
                 let Some(id) = id.as_i64() else { continue };
-                let Some(tx) = pending.lock().unwrap().remove(&id) else { continue };
+                let Some(tx) = pending.lock().unwrap().remove(&id) else {
+                    continue;
+                };
                 let result = match msg.get("error") {
                     Some(e) => Err(RpcError {
                         code: e["code"].as_i64().unwrap_or(0),

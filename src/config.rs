@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 pub const DEFAULT_PROFILE: &str = "default";
 pub const DEFAULT_ROLE: &str = "CLI Read-Only Custom";
@@ -30,7 +31,9 @@ impl std::str::FromStr for StoreChoice {
             "keyutils" => Ok(StoreChoice::Keyutils),
             "file" => Ok(StoreChoice::File),
             "memory" => Ok(StoreChoice::Memory),
-            _ => Err(format!("unknown store {s:?} (expected auto, secret-service, keyutils, file or memory)")),
+            _ => Err(format!(
+                "unknown store {s:?} (expected auto, secret-service, keyutils, file or memory)"
+            )),
         }
     }
 }
@@ -83,7 +86,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     default_profile: Option<String>,
-    idle_exit: Option<String>,
+    idle_exit: Option<Spanned<String>>,
     #[serde(default)]
     profile: BTreeMap<String, RawProfile>,
 }
@@ -92,11 +95,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     base_url: Option<String>,
-    role: Option<String>,
-    ttl: Option<String>,
-    rotate_at: Option<f64>,
-    grace: Option<String>,
-    max_live_keys: Option<usize>,
+    role: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+    rotate_at: Option<Spanned<f64>>,
+    grace: Option<Spanned<String>>,
+    max_live_keys: Option<Spanned<usize>>,
     store: Option<StoreChoice>,
     ca_file: Option<PathBuf>,
     prefetch: Option<bool>,
@@ -107,9 +110,23 @@ struct RawProfile {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn duration(file: &Path, key: &str, value: &str) -> Result<Duration, ConfigError> {
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// `file: line N` for a value read from the file.
+fn at_line<T>(file: &Path, text: &str, value: &Spanned<T>) -> String {
+    format!(
+        "{}: line {}",
+        file.display(),
+        line_of(text, value.span().start)
+    )
+}
+
+fn duration(place: &str, key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value.trim()).map_err(|e| {
-        ConfigError(format!("{}: `{key}` = {value:?} is not a duration ({e}); write e.g. \"90s\", \"10m\", \"8h\"", file.display()))
+        ConfigError(format!("{place}: `{key}` = {value:?} is not a duration ({e}); write e.g. \"90s\", \"10m\", \"8h\""))
     })
 }
 
@@ -140,32 +157,42 @@ impl Config {
 
     /// Parse and validate. Errors name the file, the line and the key.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+        })?;
         let mut profiles = BTreeMap::new();
         for (name, p) in raw.profile {
             let mut profile = Profile::defaults(&name);
             let key = |k: &str| format!("profile.{name}.{k}");
+            // Where each validated key was written, so its error can name the line.
+            let mut places: BTreeMap<&str, String> = BTreeMap::new();
             if let Some(v) = p.base_url {
                 profile.base_url = Some(v);
             }
             if let Some(v) = p.role {
-                if v.trim().is_empty() {
-                    return Err(ConfigError(format!("{}: `{}` must name a role", path.display(), key("role"))));
+                if v.get_ref().trim().is_empty() {
+                    return Err(ConfigError(format!(
+                        "{}: `{}` must name a role",
+                        at_line(path, text, &v),
+                        key("role")
+                    )));
                 }
-                profile.role = v;
+                profile.role = v.into_inner();
             }
             if let Some(v) = p.ttl {
-                profile.ttl = duration(path, &key("ttl"), &v)?;
+                places.insert("ttl", at_line(path, text, &v));
+                profile.ttl = duration(&places["ttl"], &key("ttl"), v.get_ref())?;
             }
             if let Some(v) = p.rotate_at {
-                profile.rotate_at = v;
+                places.insert("rotate_at", at_line(path, text, &v));
+                profile.rotate_at = v.into_inner();
             }
             if let Some(v) = p.grace {
-                profile.grace = duration(path, &key("grace"), &v)?;
+                profile.grace = duration(&at_line(path, text, &v), &key("grace"), v.get_ref())?;
             }
             if let Some(v) = p.max_live_keys {
-                profile.max_live_keys = v;
+                places.insert("max_live_keys", at_line(path, text, &v));
+                profile.max_live_keys = v.into_inner();
             }
             if let Some(v) = p.store {
                 profile.store = v;
@@ -175,15 +202,27 @@ impl Config {
             if let Some(v) = p.prefetch {
                 profile.prefetch = v;
             }
-            profile.validate(path)?;
+            profile.validate(|k| {
+                places
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| path.display().to_string())
+            })?;
             profiles.insert(name, profile);
         }
         let idle_exit = match raw.idle_exit {
-            Some(v) => duration(path, "idle_exit", &v)?,
+            Some(v) => duration(&at_line(path, text, &v), "idle_exit", v.get_ref())?,
             None => Duration::from_secs(3600),
         };
-        let default_profile = raw.default_profile.unwrap_or_else(|| DEFAULT_PROFILE.to_string());
-        Ok(Config { path: path.to_path_buf(), default_profile, idle_exit, profiles })
+        let default_profile = raw
+            .default_profile
+            .unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+        Ok(Config {
+            path: path.to_path_buf(),
+            default_profile,
+            idle_exit,
+            profiles,
+        })
     }
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
@@ -195,7 +234,9 @@ impl Config {
             self.profile_mut(&name).base_url = Some(url);
         }
         if let Some(store) = env_nonempty("SCANMINT_STORE") {
-            let choice: StoreChoice = store.parse().map_err(|e| ConfigError(format!("SCANMINT_STORE: {e}")))?;
+            let choice: StoreChoice = store
+                .parse()
+                .map_err(|e| ConfigError(format!("SCANMINT_STORE: {e}")))?;
             for p in self.profiles.values_mut() {
                 p.store = choice;
             }
@@ -213,25 +254,28 @@ impl Config {
     /// The named profile (or the default one); an unnamed profile gets the defaults.
     pub fn profile(&self, name: Option<&str>) -> Profile {
         let name = name.unwrap_or(&self.default_profile);
-        self.profiles
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| {
-                let mut p = Profile::defaults(name);
-                // Profiles not in the file follow the store chosen for the default one.
-                if let Some(d) = self.profiles.get(&self.default_profile) {
-                    p.store = d.store;
-                }
-                p
-            })
+        self.profiles.get(name).cloned().unwrap_or_else(|| {
+            let mut p = Profile::defaults(name);
+            // Profiles not in the file follow the store chosen for the default one.
+            if let Some(d) = self.profiles.get(&self.default_profile) {
+                p.store = d.store;
+            }
+            p
+        })
     }
 }
 
 impl Profile {
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let at = |k: &str, why: &str| ConfigError(format!("{}: `profile.{}.{k}` {why}", path.display(), self.name));
+    /// `place(key)` says where the key was written (`file: line N`).
+    fn validate(&self, place: impl Fn(&str) -> String) -> Result<(), ConfigError> {
+        let at = |k: &str, why: &str| {
+            ConfigError(format!("{}: `profile.{}.{k}` {why}", place(k), self.name))
+        };
         if !(0.1..=0.95).contains(&self.rotate_at) {
-            return Err(at("rotate_at", "must be a fraction of the key's lifetime between 0.1 and 0.95"));
+            return Err(at(
+                "rotate_at",
+                "must be a fraction of the key's lifetime between 0.1 and 0.95",
+            ));
         }
         if self.ttl < Duration::from_secs(10) || self.ttl > Duration::from_secs(365 * 86400) {
             return Err(at("ttl", "must be between 10s and 365d"));
@@ -304,13 +348,18 @@ store = "auto"
         let p = c.profile(None);
         assert_eq!(p.ttl, Duration::from_secs(8 * 3600));
         assert_eq!(p.grace, Duration::from_secs(600));
-        assert_eq!(p.base_url.as_deref(), Some("https://api-acme.xdr.us.paloaltonetworks.com"));
+        assert_eq!(
+            p.base_url.as_deref(),
+            Some("https://api-acme.xdr.us.paloaltonetworks.com")
+        );
         assert_eq!(p.store, StoreChoice::Auto);
     }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse("[profile.default]\nttl = \"1h\"\nrotate_after = 3\n").unwrap_err().0;
+        let err = parse("[profile.default]\nttl = \"1h\"\nrotate_after = 3\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("/etc/x/config.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("rotate_after"), "{err}");
@@ -319,7 +368,10 @@ store = "auto"
     #[test]
     fn bad_values_are_explained() {
         let err = parse("[profile.w]\nttl = \"soon\"\n").unwrap_err().0;
-        assert!(err.contains("profile.w.ttl") && err.contains("not a duration"), "{err}");
+        assert!(
+            err.contains("profile.w.ttl") && err.contains("not a duration"),
+            "{err}"
+        );
         let err = parse("[profile.w]\nrotate_at = 1.5\n").unwrap_err().0;
         assert!(err.contains("rotate_at"), "{err}");
         let err = parse("[profile.w]\nstore = \"vault\"\n").unwrap_err().0;

@@ -48,21 +48,36 @@ pub fn check_runtime_dir() -> std::io::Result<String> {
         Ok(m) => {
             let mode = m.permissions().mode() & 0o777;
             if mode != 0o600 {
-                return Err(std::io::Error::other(format!("{} has mode {mode:03o}; want 600", socket.display())));
+                return Err(std::io::Error::other(format!(
+                    "{} has mode {mode:03o}; want 600",
+                    socket.display()
+                )));
             }
-            Ok(format!("{} (directory 0700, socket 0600)", socket.display()))
+            Ok(format!(
+                "{} (directory 0700, socket 0600)",
+                socket.display()
+            ))
         }
-        Err(_) => Ok(format!("{} is private (0700); no daemon socket yet", dir.display())),
+        Err(_) => Ok(format!(
+            "{} is private (0700); no daemon socket yet",
+            dir.display()
+        )),
     }
 }
 
 /// The Primary key from `SCANMINT_PRIMARY_KEY_ID`/`SCANMINT_PRIMARY_KEY`, for CI and headless use.
 fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
-    let (Ok(id), Ok(key)) = (std::env::var("SCANMINT_PRIMARY_KEY_ID"), std::env::var("SCANMINT_PRIMARY_KEY")) else {
+    let (Ok(id), Ok(key)) = (
+        std::env::var("SCANMINT_PRIMARY_KEY_ID"),
+        std::env::var("SCANMINT_PRIMARY_KEY"),
+    ) else {
         return Ok(None);
     };
     let key = Secret::new(key);
-    let key_id: i64 = id.trim().parse().context("SCANMINT_PRIMARY_KEY_ID must be an integer key id")?;
+    let key_id: i64 = id
+        .trim()
+        .parse()
+        .context("SCANMINT_PRIMARY_KEY_ID must be an integer key id")?;
     let security_level = match std::env::var("SCANMINT_PRIMARY_SECURITY_LEVEL") {
         Ok(level) => level.parse::<SecurityLevel>().map_err(anyhow::Error::msg)?,
         Err(_) => SecurityLevel::Standard,
@@ -71,7 +86,12 @@ fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
         .profile(None)
         .base_url
         .context("SCANMINT_PRIMARY_KEY is set but no tenant URL: set SCANMINT_BASE_URL or base_url in the profile")?;
-    Ok(Some(PrimaryKey { base_url, key_id, key, security_level }))
+    Ok(Some(PrimaryKey {
+        base_url,
+        key_id,
+        key,
+        security_level,
+    }))
 }
 
 /// The broker as configured by files and environment.
@@ -103,7 +123,10 @@ fn take_lock(path: &Path) -> anyhow::Result<std::fs::File> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        bail!("another scanmint daemon is already serving {}", socket_path().display());
+        bail!(
+            "another scanmint daemon is already serving {}",
+            socket_path().display()
+        );
     }
     Ok(file)
 }
@@ -114,17 +137,19 @@ pub async fn run() -> anyhow::Result<()> {
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o077) };
     let dir = config::runtime_dir();
-    fsutil::ensure_private_dir(&dir).with_context(|| format!("refusing the runtime directory {}", dir.display()))?;
+    fsutil::ensure_private_dir(&dir)
+        .with_context(|| format!("refusing the runtime directory {}", dir.display()))?;
     let _lock = take_lock(&lock_path())?;
     let socket = socket_path();
     if socket.exists() {
         // We hold the lock, so no daemon serves it: a crashed daemon left it behind.
         tracing::info!(socket = %socket.display(), "replacing a stale socket");
-        std::fs::remove_file(&socket).with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
     }
-    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    fsutil::check_private(&socket, false)?;
+    let mut listener = listen(&socket)?;
+    let (mut _dir_watch, mut dir_events) = watch_runtime_dir(&dir);
+    let mut _lock = _lock;
 
     let broker = build_broker()?;
     let idle_exit = broker.config().idle_exit;
@@ -141,7 +166,11 @@ pub async fn run() -> anyhow::Result<()> {
     let me = fsutil::euid();
     let mut idle_since = tokio::time::Instant::now();
     loop {
-        let check_in = if hub.session_count() > 0 { Duration::from_secs(60) } else { idle_exit.saturating_sub(idle_since.elapsed()) };
+        let check_in = if hub.session_count() > 0 {
+            Duration::from_secs(60)
+        } else {
+            idle_exit.saturating_sub(idle_since.elapsed())
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
@@ -167,6 +196,17 @@ pub async fn run() -> anyhow::Result<()> {
                     idle_since = tokio::time::Instant::now();
                 }
             }
+            Some(()) = dir_events.recv() => {
+                if !socket.exists() {
+                    // Someone deleted the runtime directory or the socket: listen again rather
+                    // than let the next editor start a second daemon.
+                    tracing::warn!(socket = %socket.display(), "the socket disappeared; listening again");
+                    fsutil::ensure_private_dir(&dir)?;
+                    _lock = take_lock(&lock_path())?;
+                    listener = listen(&socket)?;
+                    (_dir_watch, dir_events) = watch_runtime_dir(&dir);
+                }
+            }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: finishing"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: finishing"); break; }
         }
@@ -177,6 +217,39 @@ pub async fn run() -> anyhow::Result<()> {
     broker.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+fn listen(socket: &Path) -> anyhow::Result<UnixListener> {
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    fsutil::check_private(socket, false)?;
+    Ok(listener)
+}
+
+/// Events when entries of the runtime directory (or the directory itself) are removed.
+fn watch_runtime_dir(
+    dir: &Path,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| matches!(e.kind, notify::EventKind::Remove(_))) {
+            let _ = tx.send(());
+        }
+    });
+    let watcher = watcher.ok().and_then(|mut w| {
+        w.watch(dir, notify::RecursiveMode::NonRecursive)
+            .ok()
+            .map(|_| w)
+    });
+    if watcher.is_none() {
+        tracing::warn!(dir = %dir.display(), "cannot watch the runtime directory");
+    }
+    (watcher, rx)
 }
 
 /// `scanmint lsp --standalone`: the same server on stdio, in this process.
@@ -206,7 +279,11 @@ pub async fn connect_or_spawn() -> anyhow::Result<UnixStream> {
         match UnixStream::connect(&socket).await {
             Ok(stream) => return Ok(stream),
             Err(e) if tokio::time::Instant::now() >= deadline => {
-                bail!("the scanmint daemon did not start (socket {}: {e}); see {}", socket.display(), log_path().display())
+                bail!(
+                    "the scanmint daemon did not start (socket {}: {e}); see {}",
+                    socket.display(),
+                    log_path().display()
+                )
             }
             Err(_) => {
                 tokio::time::sleep(delay).await;
@@ -220,7 +297,8 @@ fn spawn_daemon() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the scanmint binary")?;
     let state = config::state_dir();
-    fsutil::ensure_private_dir(&state).with_context(|| format!("refusing the state directory {}", state.display()))?;
+    fsutil::ensure_private_dir(&state)
+        .with_context(|| format!("refusing the state directory {}", state.display()))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

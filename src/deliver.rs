@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::broker::{Broker, Event};
 use crate::client::LspClient;
+use crate::fsutil;
 use crate::scan::MANAGED_MARKER;
 use crate::secret::Secret;
-use crate::fsutil;
 
 /// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
 pub const EXIT_PLATFORM_FAILURE: i32 = 2;
@@ -38,7 +38,10 @@ pub fn strip_credential_flags(args: &[OsString]) -> Vec<OsString> {
             skip_next = true;
             continue;
         }
-        if CREDENTIAL_FLAGS.iter().any(|f| text.starts_with(&format!("{f}="))) {
+        if CREDENTIAL_FLAGS
+            .iter()
+            .any(|f| text.starts_with(&format!("{f}=")))
+        {
             continue;
         }
         out.push(arg.clone());
@@ -66,7 +69,9 @@ fn take_credentials(mut reply: Value) -> anyhow::Result<Handed> {
     }
     Ok(Handed {
         base_url: reply["baseUrl"].as_str().unwrap_or_default().to_string(),
-        key_id: reply["keyId"].as_i64().context("the daemon's reply has no keyId")?,
+        key_id: reply["keyId"]
+            .as_i64()
+            .context("the daemon's reply has no keyId")?,
         key,
     })
 }
@@ -81,8 +86,15 @@ pub struct ExecOptions {
 /// exit code. An exit code of 2 makes the daemon check the key; if it was bad, the scanner runs
 /// once more with a new key.
 pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
-    let (program, args) = opts.command.split_first().context("nothing to run: scanmint exec -- COMMAND [ARGS...]")?;
-    let args = if opts.strip_credential_flags { strip_credential_flags(args) } else { args.to_vec() };
+    let (program, args) = opts
+        .command
+        .split_first()
+        .context("nothing to run: scanmint exec -- COMMAND [ARGS...]")?;
+    let args = if opts.strip_credential_flags {
+        strip_credential_flags(args)
+    } else {
+        args.to_vec()
+    };
     // The session stays open while the child runs: that is what marks the key as in use.
     let client = LspClient::connect_daemon("exec", opts.profile.as_deref()).await?;
     let ask = |rejected: Option<i64>| {
@@ -92,7 +104,12 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         }
         params
     };
-    let first = take_credentials(client.request("scanmint/credentials", ask(None)).await.map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?)?;
+    let first = take_credentials(
+        client
+            .request("scanmint/credentials", ask(None))
+            .await
+            .map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?,
+    )?;
     let mut code = run_child(program, &args, &first).await?;
     if code == EXIT_PLATFORM_FAILURE {
         let _ = client
@@ -101,11 +118,17 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
                 json!({ "keyId": first.key_id, "exitCode": code, "reason": "the scanner exited 2 (failure talking to the platform)", "profile": opts.profile }),
             )
             .await;
-        match client.request("scanmint/credentials", ask(Some(first.key_id))).await {
+        match client
+            .request("scanmint/credentials", ask(Some(first.key_id)))
+            .await
+        {
             Ok(reply) => {
                 let fresh = take_credentials(reply)?;
                 if fresh.key_id != first.key_id {
-                    eprintln!("scanmint: the tenant rejected key {}; running again with new key {}", first.key_id, fresh.key_id);
+                    eprintln!(
+                        "scanmint: the tenant rejected key {}; running again with new key {}",
+                        first.key_id, fresh.key_id
+                    );
                     code = run_child(program, &args, &fresh).await?;
                 }
             }
@@ -152,7 +175,9 @@ async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> any
         }
     };
     use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 /// `scanmint wrapper`: a script to set as the IDE plugin's CLI Path.
@@ -168,7 +193,8 @@ pub fn write_wrapper(cli: &Path, out: &Path) -> anyhow::Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    fsutil::write_private_atomic(out, script.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+    fsutil::write_private_atomic(out, script.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
     std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
@@ -195,8 +221,13 @@ impl CortexEnvWriter {
             }
             loop {
                 match events.recv().await {
-                    Ok(Event::KeyChanged { profile, generation }) => {
-                        let Some((_, path)) = profiles.iter().find(|(p, _)| *p == profile) else { continue };
+                    Ok(Event::KeyChanged {
+                        profile,
+                        generation,
+                    }) => {
+                        let Some((_, path)) = profiles.iter().find(|(p, _)| *p == profile) else {
+                            continue;
+                        };
                         match generation {
                             Some(_) => refresh(&broker, &profile, path).await,
                             None => remove_managed(path),
@@ -219,9 +250,14 @@ async fn refresh(broker: &Broker, profile: &str, path: &Path) {
     if broker.status(profile).await.state == crate::broker::State::NeedsLogin {
         return;
     }
-    match broker.credentials(profile, Duration::from_secs(SCAN_MIN_VALID_SECS)).await {
+    match broker
+        .credentials(profile, Duration::from_secs(SCAN_MIN_VALID_SECS))
+        .await
+    {
         Ok(c) => match write_cortex_env(path, &c.base_url, c.key_id, &c.key) {
-            Ok(()) => tracing::info!(path = %path.display(), key_id = c.key_id, "cortex.env updated"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), key_id = c.key_id, "cortex.env updated")
+            }
             Err(e) => broker.report_problem(profile, "cortex_env", &e.to_string()),
         },
         Err(e) => tracing::warn!(error = %e, "no key for cortex.env"),
@@ -229,7 +265,12 @@ async fn refresh(broker: &Broker, profile: &str, path: &Path) {
 }
 
 /// Write the managed file atomically (0600), refusing to overwrite a file we did not create.
-pub fn write_cortex_env(path: &Path, base_url: &str, key_id: i64, key: &Secret) -> anyhow::Result<()> {
+pub fn write_cortex_env(
+    path: &Path,
+    base_url: &str,
+    key_id: i64,
+    key: &Secret,
+) -> anyhow::Result<()> {
     if let Ok(existing) = std::fs::read_to_string(path)
         && existing.lines().next() != Some(MANAGED_MARKER)
     {
@@ -242,7 +283,8 @@ pub fn write_cortex_env(path: &Path, base_url: &str, key_id: i64, key: &Secret) 
         "{MANAGED_MARKER}\nCORTEX_API_BASE_URL={base_url}\nCORTEX_API_KEY_ID={key_id}\nCORTEX_API_KEY={}\n",
         key.expose()
     ));
-    fsutil::write_private_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    fsutil::write_private_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Delete the managed file (only if it is ours).
@@ -266,7 +308,15 @@ mod tests {
     #[test]
     fn credential_flags_are_stripped_in_both_forms() {
         let got = strip_credential_flags(&args(&[
-            "code", "scan", "--api-key", "stale", "--api-key-id=7", "--api-base-url", "https://x", "--upload-mode", "no-upload",
+            "code",
+            "scan",
+            "--api-key",
+            "stale",
+            "--api-key-id=7",
+            "--api-base-url",
+            "https://x",
+            "--upload-mode",
+            "no-upload",
         ]));
         assert_eq!(got, args(&["code", "scan", "--upload-mode", "no-upload"]));
     }
@@ -278,16 +328,28 @@ mod tests {
         write_cortex_env(&path, "https://t", 5, &Secret::new("k1")).unwrap();
         write_cortex_env(&path, "https://t", 6, &Secret::new("k2")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(MANAGED_MARKER) && text.contains("CORTEX_API_KEY_ID=6") && text.contains("CORTEX_API_KEY=k2"));
+        assert!(
+            text.starts_with(MANAGED_MARKER)
+                && text.contains("CORTEX_API_KEY_ID=6")
+                && text.contains("CORTEX_API_KEY=k2")
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         remove_managed(&path);
         assert!(!path.exists());
 
         std::fs::write(&path, "CORTEX_API_KEY=mine\n").unwrap();
-        let err = write_cortex_env(&path, "https://t", 7, &Secret::new("k3")).unwrap_err().to_string();
+        let err = write_cortex_env(&path, "https://t", 7, &Secret::new("k3"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not written by scanmint"), "{err}");
         remove_managed(&path);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "CORTEX_API_KEY=mine\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "CORTEX_API_KEY=mine\n"
+        );
     }
 }

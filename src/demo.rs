@@ -53,16 +53,28 @@ impl Demo {
 
     async fn run(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
         let out = self.scanmint(args).stdin(Stdio::null()).output().await?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok((out.status.code().unwrap_or(-1), text))
     }
 
     fn minted(&self) -> Vec<AdminKeyView> {
-        self.emulator.keys().into_iter().filter(|k| !k.is_primary).collect()
+        self.emulator
+            .keys()
+            .into_iter()
+            .filter(|k| !k.is_primary)
+            .collect()
     }
 
     fn live_minted(&self) -> Vec<AdminKeyView> {
-        self.emulator.live_keys().into_iter().filter(|k| !k.is_primary).collect()
+        self.emulator
+            .live_keys()
+            .into_iter()
+            .filter(|k| !k.is_primary)
+            .collect()
     }
 
     /// Run a scan through `scanmint exec` and return the key id the scanner authenticated with.
@@ -71,10 +83,16 @@ impl Demo {
         let (code, out) = self.run(&["exec", "--", &exe, "stand-in-scanner"]).await?;
         self.detail(&out);
         ensure!(code == 0, "{label}: the scanner failed (exit {code})");
-        scanned_key(&out).with_context(|| format!("{label}: the scanner did not say which key it used"))
+        scanned_key(&out)
+            .with_context(|| format!("{label}: the scanner did not say which key it used"))
     }
 
-    async fn wait_until(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    async fn wait_until(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         while !done() {
             if Instant::now() > deadline {
@@ -102,9 +120,18 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run() -> anyhow::Result<i32> {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.context("cannot start the emulator")?;
-    let dir = tempfile::Builder::new().prefix("scanmint-demo-").tempdir()?;
-    let demo = Demo { exe: std::env::current_exe()?, dir, started: Instant::now(), emulator };
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .context("cannot start the emulator")?;
+    let dir = tempfile::Builder::new()
+        .prefix("scanmint-demo-")
+        .tempdir()?;
+    let demo = Demo {
+        exe: std::env::current_exe()?,
+        dir,
+        started: Instant::now(),
+        emulator,
+    };
     let mut daemon = None;
     let result = story(&demo, &mut daemon).await;
     if let Some(mut child) = daemon {
@@ -120,8 +147,14 @@ pub async fn run() -> anyhow::Result<i32> {
     drop(demo);
     match result {
         Ok(()) => {
-            ensure!(!leftover.exists(), "the demo left {} behind", leftover.display());
-            println!("\nThe demo left nothing behind. Try it for real: scanmint login, then scanmint wrapper --cli $(which cortexcli) --out ~/bin/cortexcli-scanmint");
+            ensure!(
+                !leftover.exists(),
+                "the demo left {} behind",
+                leftover.display()
+            );
+            println!(
+                "\nThe demo left nothing behind. Try it for real: scanmint login, then scanmint wrapper --cli $(which cortexcli) --out ~/bin/cortexcli-scanmint"
+            );
             Ok(0)
         }
         Err(e) => {
@@ -149,12 +182,24 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
 
     // The daemon, started as editors start it, but owned by the demo so it can stop it.
     let log = std::fs::File::create(demo.path("daemon.log"))?;
-    *daemon = Some(demo.scanmint(&["daemon"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn()?);
+    *daemon = Some(
+        demo.scanmint(&["daemon"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
     demo.say("daemon started (isolated directories, memory store)");
 
     // 1. Login: the secret goes in on stdin, never argv.
     let mut login = demo
-        .scanmint(&["login", "--base-url", em.base_url(), "--key-id", &em.primary_key_id().to_string()])
+        .scanmint(&[
+            "login",
+            "--base-url",
+            em.base_url(),
+            "--key-id",
+            &em.primary_key_id().to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -162,12 +207,21 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
     {
         use tokio::io::AsyncWriteExt;
         let mut stdin = login.stdin.take().context("no stdin")?;
-        stdin.write_all(em.primary_key().expose().as_bytes()).await?;
+        stdin
+            .write_all(em.primary_key().expose().as_bytes())
+            .await?;
     }
     let out = login.wait_with_output().await?;
     demo.detail(&String::from_utf8_lossy(&out.stdout));
-    ensure!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
-    ensure!(demo.live_minted().is_empty(), "login left a minted key alive");
+    ensure!(
+        out.status.success(),
+        "login failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        demo.live_minted().is_empty(),
+        "login left a minted key alive"
+    );
     demo.say(&format!(
         "logged in: the key was checked with a canary (minted, verified, deleted); {} minted keys alive",
         demo.live_minted().len()
@@ -175,8 +229,16 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
 
     // 2. First scan: a key is minted on demand and verified before the scanner sees it.
     let first = demo.scan("first scan").await?;
-    let record = demo.minted().into_iter().find(|k| k.id == first).context("the scanner's key is not on the tenant")?;
-    ensure!(record.roles == ["CLI Read-Only Custom"], "the key is broader than asked: {:?}", record.roles);
+    let record = demo
+        .minted()
+        .into_iter()
+        .find(|k| k.id == first)
+        .context("the scanner's key is not on the tenant")?;
+    ensure!(
+        record.roles == ["CLI Read-Only Custom"],
+        "the key is broader than asked: {:?}",
+        record.roles
+    );
     demo.say(&format!(
         "scan 1: key {first} minted on demand, verified: roles {:?}, level {:?}, expires in 1h",
         record.roles, record.security_level
@@ -185,27 +247,43 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
     // 3. Second scan reuses it.
     let generates = em.calls().generate;
     let second = demo.scan("second scan").await?;
-    ensure!(second == first && em.calls().generate == generates, "the second scan did not reuse the key");
-    demo.say(&format!("scan 2: reused key {second}; no call to the tenant's generate"));
+    ensure!(
+        second == first && em.calls().generate == generates,
+        "the second scan did not reuse the key"
+    );
+    demo.say(&format!(
+        "scan 2: reused key {second}; no call to the tenant's generate"
+    ));
 
     // 4. Rotation while a long scan still uses the old key.
     let exe = demo.exe.to_string_lossy().to_string();
     let script = format!("'{exe}' stand-in-scanner && sleep 3");
-    let long_scan = demo.scanmint(&["exec", "--", "sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let long_scan = demo
+        .scanmint(&["exec", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (code, out) = demo.run(&["rotate"]).await?;
     demo.detail(&out);
     ensure!(code == 0, "rotate failed");
     let live: Vec<i64> = demo.live_minted().iter().map(|k| k.id).collect();
-    ensure!(live.contains(&first), "the old key was revoked while a scan still used it");
-    demo.say(&format!("rotated while a scan was running: old key {first} stays alive for it (live keys {live:?})"));
+    ensure!(
+        live.contains(&first),
+        "the old key was revoked while a scan still used it"
+    );
+    demo.say(&format!(
+        "rotated while a scan was running: old key {first} stays alive for it (live keys {live:?})"
+    ));
     let out = long_scan.wait_with_output().await?;
     demo.detail(&String::from_utf8_lossy(&out.stdout));
     demo.wait_until("the old key to be revoked", Duration::from_secs(25), || {
         !demo.live_minted().iter().any(|k| k.id == first)
     })
     .await?;
-    demo.say(&format!("the long scan finished; old key {first} revoked right after (grace 20s not needed)"));
+    demo.say(&format!(
+        "the long scan finished; old key {first} revoked right after (grace 20s not needed)"
+    ));
 
     // 5. A key deleted behind our back: the scanner fails, the daemon re-mints, the scan reruns.
     let (_, status) = demo.run(&["status", "--json"]).await?;
@@ -227,7 +305,11 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
     demo.detail(&out);
     ensure!(code == 0, "logout failed");
     let live = demo.live_minted();
-    ensure!(live.is_empty(), "keys still alive after logout: {:?}", live.iter().map(|k| k.id).collect::<Vec<_>>());
+    ensure!(
+        live.is_empty(),
+        "keys still alive after logout: {:?}",
+        live.iter().map(|k| k.id).collect::<Vec<_>>()
+    );
     demo.say(&format!(
         "logged out: {} keys minted in all, 0 alive on the tenant; the Primary key is forgotten",
         demo.minted().len()
@@ -239,7 +321,15 @@ async fn story(demo: &Demo, daemon: &mut Option<tokio::process::Child>) -> anyho
 mod tests {
     #[test]
     fn finds_the_scanners_key() {
-        assert_eq!(super::scanned_key("x\nscanner: authenticated with key 1042; CLI download link for a\n"), Some(1042));
-        assert_eq!(super::scanned_key("scanner: the platform refused key 5"), None);
+        assert_eq!(
+            super::scanned_key(
+                "x\nscanner: authenticated with key 1042; CLI download link for a\n"
+            ),
+            Some(1042)
+        );
+        assert_eq!(
+            super::scanned_key("scanner: the platform refused key 5"),
+            None
+        );
     }
 }

@@ -34,7 +34,12 @@ struct Checks(Vec<Check>);
 
 impl Checks {
     fn add(&mut self, name: &str, status: Verdict, detail: impl Into<String>, fix: Option<&str>) {
-        self.0.push(Check { name: name.into(), status, detail: detail.into(), fix: fix.map(String::from) });
+        self.0.push(Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+            fix: fix.map(String::from),
+        });
     }
 }
 
@@ -44,14 +49,36 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
     let config = broker.config();
     let p = config.profile(Some(profile));
 
-    let source = if config.path.exists() { format!("{}", config.path.display()) } else { format!("defaults ({} does not exist)", config.path.display()) };
-    c.add("config", Verdict::Pass, format!("profile {profile:?} from {source}; role {:?}, ttl {}", p.role, humantime::format_duration(p.ttl)), None);
+    let source = if config.path.exists() {
+        format!("{}", config.path.display())
+    } else {
+        format!("defaults ({} does not exist)", config.path.display())
+    };
+    c.add(
+        "config",
+        Verdict::Pass,
+        format!(
+            "profile {profile:?} from {source}; role {:?}, ttl {}",
+            p.role,
+            humantime::format_duration(p.ttl)
+        ),
+        None,
+    );
     if p.ttl.as_secs() >= 86_400 {
-        c.add("ttl", Verdict::Warn, "keys live a day or more: the console warns about expiring keys", Some("set ttl below 24h, e.g. \"8h\""));
+        c.add(
+            "ttl",
+            Verdict::Warn,
+            "keys live a day or more: the console warns about expiring keys",
+            Some("set ttl below 24h, e.g. \"8h\""),
+        );
     }
 
     let store = broker.store();
-    let skipped = if store.skipped().is_empty() { String::new() } else { format!("; passed over: {}", store.skipped().join("; ")) };
+    let skipped = if store.skipped().is_empty() {
+        String::new()
+    } else {
+        format!("; passed over: {}", store.skipped().join("; "))
+    };
     let works = store.get("doctor-probe").await;
     match store.tier() {
         tier if works.is_err() => c.add(
@@ -71,27 +98,60 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
 
     match crate::daemon::check_runtime_dir() {
         Ok(detail) => c.add("socket", Verdict::Pass, detail, None),
-        Err(e) => c.add("socket", Verdict::Fail, e.to_string(), Some("remove the directory or fix its mode as the message says")),
+        Err(e) => c.add(
+            "socket",
+            Verdict::Fail,
+            e.to_string(),
+            Some("remove the directory or fix its mode as the message says"),
+        ),
     }
 
     if let Some(recovered) = broker.ledger_recovered_from() {
-        c.add("ledger", Verdict::Warn, format!("the ledger was unreadable and was moved to {}", recovered.display()), Some("nothing to do: reconciliation rebuilt it from the tenant"));
+        c.add(
+            "ledger",
+            Verdict::Warn,
+            format!(
+                "the ledger was unreadable and was moved to {}",
+                recovered.display()
+            ),
+            Some("nothing to do: reconciliation rebuilt it from the tenant"),
+        );
     } else {
-        c.add("ledger", Verdict::Pass, format!("{} failed revocation(s) waiting", broker.outbox_len()), None);
+        c.add(
+            "ledger",
+            Verdict::Pass,
+            format!("{} failed revocation(s) waiting", broker.outbox_len()),
+            None,
+        );
     }
 
     let status = broker.status(profile).await;
     let Some((primary_id, level, tier)) = broker.primary_info(profile).await else {
-        c.add("primary key", Verdict::Fail, "not logged in", Some("run `scanmint login`"));
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            "not logged in",
+            Some("run `scanmint login`"),
+        );
         return finish(profile, c);
     };
     if status.state == State::NeedsLogin {
         let why = status.last_error.map(|e| e.message).unwrap_or_default();
-        c.add("primary key", Verdict::Fail, format!("the tenant refused the Primary key: {why}"), Some("run `scanmint login` with a working key"));
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            format!("the tenant refused the Primary key: {why}"),
+            Some("run `scanmint login` with a working key"),
+        );
         return finish(profile, c);
     }
     let Ok(tenant) = broker.tenant(profile).await else {
-        c.add("primary key", Verdict::Fail, "no tenant connection", Some("run `scanmint login`"));
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            "no tenant connection",
+            Some("run `scanmint login`"),
+        );
         return finish(profile, c);
     };
 
@@ -99,7 +159,10 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
     match tenant.list(vec![Filter::ids(&[primary_id])]).await {
         Ok(records) => match records.iter().find(|r| r.id == primary_id) {
             Some(r) => {
-                let admin = r.roles.iter().find(|role| ADMIN_ROLES.contains(&role.as_str()));
+                let admin = r
+                    .roles
+                    .iter()
+                    .find(|role| ADMIN_ROLES.contains(&role.as_str()));
                 let level_note = match level {
                     SecurityLevel::Advanced => "Advanced",
                     SecurityLevel::Standard => "Standard (Advanced is safer for a Primary key)",
@@ -119,19 +182,42 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
                     ),
                 }
             }
-            None => c.add("primary key", Verdict::Warn, format!("key {primary_id} is not in the inventory it can see"), None),
+            None => c.add(
+                "primary key",
+                Verdict::Warn,
+                format!("key {primary_id} is not in the inventory it can see"),
+                None,
+            ),
         },
-        Err(e) => c.add("primary key", Verdict::Fail, format!("cannot list keys: {e}"), Some(PRIMARY_KEY_GUIDANCE)),
+        Err(e) => c.add(
+            "primary key",
+            Verdict::Fail,
+            format!("cannot list keys: {e}"),
+            Some(PRIMARY_KEY_GUIDANCE),
+        ),
     }
 
     // Measured on the call above.
     let offset = tenant.clock_offset_ms();
     let (verdict, fix) = match offset.abs() {
-        o if o > 300_000 => (Verdict::Fail, Some("set the system clock (NTP): Advanced authentication allows about ±5 minutes")),
-        o if o > 30_000 => (Verdict::Warn, Some("check NTP: expiries are corrected for it, but Advanced authentication allows about ±5 minutes")),
+        o if o > 300_000 => (
+            Verdict::Fail,
+            Some("set the system clock (NTP): Advanced authentication allows about ±5 minutes"),
+        ),
+        o if o > 30_000 => (
+            Verdict::Warn,
+            Some(
+                "check NTP: expiries are corrected for it, but Advanced authentication allows about ±5 minutes",
+            ),
+        ),
         _ => (Verdict::Pass, None),
     };
-    c.add("clock", verdict, format!("tenant clock is {:+.1}s from ours", offset as f64 / 1000.0), fix);
+    c.add(
+        "clock",
+        verdict,
+        format!("tenant clock is {:+.1}s from ours", offset as f64 / 1000.0),
+        fix,
+    );
 
     match broker.canary_check(profile).await {
         Ok(id) => c.add("canary", Verdict::Pass, format!("minted canary {id} with role {:?}, verified it, validated it as a scanner would, revoked it", p.role), None),
@@ -147,5 +233,9 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
 
 fn finish(profile: &str, c: Checks) -> Report {
     let ok = c.0.iter().all(|check| check.status != Verdict::Fail);
-    Report { ok, profile: profile.to_string(), checks: c.0 }
+    Report {
+        ok,
+        profile: profile.to_string(),
+        checks: c.0,
+    }
 }

@@ -26,7 +26,9 @@ pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream
                     break pos + 4;
                 }
                 if buf.len() > MAX_HEADER {
-                    tracing::warn!("LSP client sent a header block over 8 KiB; closing its session");
+                    tracing::warn!(
+                        "LSP client sent a header block over 8 KiB; closing its session"
+                    );
                     return;
                 }
                 match read.read(&mut chunk).await {
@@ -88,17 +90,42 @@ impl<S: Service<Request>> Service<Request> for OptionalParams<S> {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let needs_fill = req.method().starts_with("scanmint/") && matches!(req.params(), None | Some(Value::Null));
-        if !needs_fill {
+        let custom_without_params = req.method().starts_with("scanmint/")
+            && matches!(req.params(), None | Some(Value::Null));
+        let initialize = req.method() == "initialize";
+        if !custom_without_params && !initialize {
             return self.0.call(req);
         }
-        let (method, id, _) = req.into_parts();
-        let mut builder = Request::build(method).params(Value::Object(Default::default()));
+        let (method, id, params) = req.into_parts();
+        let params = if initialize {
+            params.map(lenient_initialize)
+        } else {
+            Some(Value::Object(Default::default()))
+        };
+        let mut builder = Request::build(method);
+        if let Some(params) = params {
+            builder = builder.params(params);
+        }
         if let Some(id) = id {
             builder = builder.id(id);
         }
         self.0.call(builder.finish())
     }
+}
+
+/// Some clients omit fields the LSP types require but we never read (`staleRequestSupport`
+/// without `retryOnContentModified`): fill them in rather than refuse the whole session.
+fn lenient_initialize(mut params: Value) -> Value {
+    if let Some(stale) = params
+        .pointer_mut("/capabilities/general/staleRequestSupport")
+        .and_then(|v| v.as_object_mut())
+    {
+        stale
+            .entry("retryOnContentModified")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        stale.entry("cancel").or_insert(Value::Bool(false));
+    }
+    params
 }
 
 #[cfg(test)]
@@ -108,7 +135,10 @@ mod tests {
     #[test]
     fn content_length_is_found_in_any_case() {
         assert_eq!(content_length(b"Content-Length: 12\r\n\r\n"), Some(12));
-        assert_eq!(content_length(b"content-length:7\r\nContent-Type: x\r\n\r\n"), Some(7));
+        assert_eq!(
+            content_length(b"content-length:7\r\nContent-Type: x\r\n\r\n"),
+            Some(7)
+        );
         assert_eq!(content_length(b"Content-Type: x\r\n\r\n"), None);
         assert_eq!(content_length(b"Content-Length: -1\r\n\r\n"), None);
     }

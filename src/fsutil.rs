@@ -16,7 +16,10 @@ pub fn euid() -> u32 {
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         Err(e) => return Err(e),
         Ok(_) => {}
@@ -28,7 +31,10 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 pub fn check_private(path: &Path, want_dir: bool) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     if want_dir && !meta.is_dir() {
-        return Err(io::Error::other(format!("{} is not a directory", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            path.display()
+        )));
     }
     if meta.uid() != euid() {
         return Err(io::Error::new(
@@ -94,13 +100,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let private = dir.path().join("p");
         ensure_private_dir(&private).unwrap();
-        assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let file = private.join("f.json");
         write_private_atomic(&file, b"one").unwrap();
         write_private_atomic(&file, b"two").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(&private).unwrap().count(), 1, "no temporary file left behind");
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(&private).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
     }
 
     #[test]

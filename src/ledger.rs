@@ -113,8 +113,10 @@ impl Ledger {
     }
 
     pub fn prune(&mut self, now_ms: i64) {
-        self.keys
-            .retain(|k| k.state != KeyState::Revoked || k.expires_ms.max(k.created_ms) + KEEP_REVOKED_MS > now_ms);
+        self.keys.retain(|k| {
+            k.state != KeyState::Revoked
+                || k.expires_ms.max(k.created_ms) + KEEP_REVOKED_MS > now_ms
+        });
     }
 }
 
@@ -127,7 +129,10 @@ pub struct LedgerFile {
 
 impl LedgerFile {
     pub fn new(state_dir: &Path) -> LedgerFile {
-        LedgerFile { path: state_dir.join("ledger.json"), recovered_from: None }
+        LedgerFile {
+            path: state_dir.join("ledger.json"),
+            recovered_from: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -141,13 +146,20 @@ impl LedgerFile {
         }
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger { version: 1, ..Default::default() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Ledger {
+                    version: 1,
+                    ..Default::default()
+                });
+            }
             Err(e) => return Err(e),
         };
         match serde_json::from_slice::<Ledger>(&bytes) {
             Ok(ledger) => Ok(ledger),
             Err(e) => {
-                let aside = self.path.with_file_name(format!("ledger.json.corrupt-{now_ms}"));
+                let aside = self
+                    .path
+                    .with_file_name(format!("ledger.json.corrupt-{now_ms}"));
                 std::fs::rename(&self.path, &aside)?;
                 tracing::warn!(
                     error = %e,
@@ -155,7 +167,10 @@ impl LedgerFile {
                     "the ledger was unreadable; moved aside, reconciliation will rebuild what it can"
                 );
                 self.recovered_from = Some(aside);
-                Ok(Ledger { version: 1, ..Default::default() })
+                Ok(Ledger {
+                    version: 1,
+                    ..Default::default()
+                })
             }
         }
     }

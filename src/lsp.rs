@@ -23,7 +23,13 @@ use crate::papi::wire::SecurityLevel;
 use crate::scan;
 use crate::secret::Secret;
 
-pub const COMMANDS: [&str; 5] = ["scanmint.login", "scanmint.logout", "scanmint.rotate", "scanmint.revoke", "scanmint.doctor"];
+pub const COMMANDS: [&str; 5] = [
+    "scanmint.login",
+    "scanmint.logout",
+    "scanmint.rotate",
+    "scanmint.revoke",
+    "scanmint.doctor",
+];
 /// Requests handled concurrently per session: enough that a slow mint never blocks `status`.
 const CONCURRENCY: usize = 16;
 /// No reply from an editor to a server request is awaited longer than this.
@@ -68,7 +74,11 @@ pub struct Hub {
 impl Hub {
     /// Create the hub and start its fan-out task.
     pub fn start(broker: Broker) -> Arc<Hub> {
-        let hub = Arc::new(Hub { broker, sessions: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) });
+        let hub = Arc::new(Hub {
+            broker,
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
         let events = hub.broker.subscribe();
         tokio::spawn(fan_out(Arc::downgrade(&hub), events));
         hub
@@ -79,7 +89,13 @@ impl Hub {
     }
 
     fn sessions_of(&self, profile: &str) -> Vec<SessionInfo> {
-        self.sessions.lock().unwrap().values().filter(|s| s.profile == profile).cloned().collect()
+        self.sessions
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.profile == profile)
+            .cloned()
+            .collect()
     }
 
     /// Serve one LSP session on a byte stream until it closes.
@@ -138,9 +154,18 @@ async fn notify_status(hub: &Arc<Hub>, profile: &str) {
     let needs_login = report.state == crate::broker::State::NeedsLogin;
     let value = serde_json::to_value(&report).unwrap_or(Value::Null);
     for s in hub.sessions_of(profile) {
-        s.client.send_notification::<DidChangeStatus>(value.clone()).await;
+        s.client
+            .send_notification::<DidChangeStatus>(value.clone())
+            .await;
         if needs_login && s.editor {
-            maybe_prompt_login(&s, &report.last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default());
+            maybe_prompt_login(
+                &s,
+                &report
+                    .last_error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            );
         } else {
             s.login_prompted.store(false, Ordering::Relaxed);
         }
@@ -155,8 +180,15 @@ fn maybe_prompt_login(s: &SessionInfo, why: &str) {
     let client = s.client.clone();
     let message = format!("scanmint: {why}");
     tokio::spawn(async move {
-        let actions = Some(vec![MessageActionItem { title: "Log in".into(), properties: HashMap::new() }]);
-        let _ = tokio::time::timeout(PROMPT_TIMEOUT, client.show_message_request(MessageType::WARNING, message, actions)).await;
+        let actions = Some(vec![MessageActionItem {
+            title: "Log in".into(),
+            properties: HashMap::new(),
+        }]);
+        let _ = tokio::time::timeout(
+            PROMPT_TIMEOUT,
+            client.show_message_request(MessageType::WARNING, message, actions),
+        )
+        .await;
     });
 }
 
@@ -164,16 +196,28 @@ async fn send_progress(client: Client, id: u64, title: Option<String>) {
     let token = NumberOrString::String(format!("scanmint/{id}"));
     let value = match title {
         Some(title) => {
-            let created = tokio::time::timeout(CLIENT_REPLY_TIMEOUT, client.create_work_done_progress(token.clone())).await;
+            let created = tokio::time::timeout(
+                CLIENT_REPLY_TIMEOUT,
+                client.create_work_done_progress(token.clone()),
+            )
+            .await;
             if !matches!(created, Ok(Ok(()))) {
                 return;
             }
-            WorkDoneProgress::Begin(WorkDoneProgressBegin { title, cancellable: Some(false), message: None, percentage: None })
+            WorkDoneProgress::Begin(WorkDoneProgressBegin {
+                title,
+                cancellable: Some(false),
+                message: None,
+                percentage: None,
+            })
         }
         None => WorkDoneProgress::End(WorkDoneProgressEnd { message: None }),
     };
     client
-        .send_notification::<notification::Progress>(ProgressParams { token, value: ProgressParamsValue::WorkDone(value) })
+        .send_notification::<notification::Progress>(ProgressParams {
+            token,
+            value: ProgressParamsValue::WorkDone(value),
+        })
         .await;
 }
 
@@ -191,11 +235,19 @@ pub struct Session {
 }
 
 fn err(e: BrokerError) -> Error {
-    Error { code: ErrorCode::ServerError(-32001), message: e.message.into(), data: Some(json!({ "code": e.code })) }
+    Error {
+        code: ErrorCode::ServerError(-32001),
+        message: e.message.into(),
+        data: Some(json!({ "code": e.code })),
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error { code: ErrorCode::InvalidParams, message: message.into().into(), data: None }
+    Error {
+        code: ErrorCode::InvalidParams,
+        message: message.into().into(),
+        data: None,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -286,17 +338,27 @@ impl Session {
     }
 
     async fn status(&self, params: ProfileParams) -> Result<Value> {
-        let report = self.broker().status(&self.profile(params.profile.as_deref())).await;
+        let report = self
+            .broker()
+            .status(&self.profile(params.profile.as_deref()))
+            .await;
         Ok(serde_json::to_value(report).unwrap_or(Value::Null))
     }
 
     async fn credentials(&self, params: CredentialsParams) -> Result<Value> {
         let profile = self.profile(params.profile.as_deref());
         if let Some(key_id) = params.rejected_key_id {
-            self.broker().scan_failed(&profile, key_id).await.map_err(err)?;
+            self.broker()
+                .scan_failed(&profile, key_id)
+                .await
+                .map_err(err)?;
         }
         let min_valid = Duration::from_secs(params.min_valid_secs.unwrap_or(60).min(86_400 * 365));
-        let c = self.broker().credentials(&profile, min_valid).await.map_err(err)?;
+        let c = self
+            .broker()
+            .credentials(&profile, min_valid)
+            .await
+            .map_err(err)?;
         let mut reply = json!({
             "profile": c.profile,
             "baseUrl": c.base_url,
@@ -333,7 +395,9 @@ impl Session {
             "a scanner reported an authentication failure"
         );
         match self.broker().scan_failed(&profile, params.key_id).await {
-            Ok(ScanFailure::Replaced(generation)) => tracing::info!(generation, "replaced the rejected key"),
+            Ok(ScanFailure::Replaced(generation)) => {
+                tracing::info!(generation, "replaced the rejected key")
+            }
             Ok(outcome) => tracing::info!(?outcome, "scan failure checked"),
             Err(e) => tracing::warn!(error = %e, "could not check the reported key"),
         }
@@ -346,7 +410,10 @@ impl Session {
                 // Never echo the value: it may hold the secret.
                 let what = e.to_string();
                 let what = what.split(" at line").next().unwrap_or("bad arguments");
-                invalid(format!("scanmint.login arguments: {}", what.replace('"', "'").chars().take(120).collect::<String>()))
+                invalid(format!(
+                    "scanmint.login arguments: {}",
+                    what.replace('"', "'").chars().take(120).collect::<String>()
+                ))
             })?;
             let level = match a.security_level.as_deref() {
                 None | Some("") => SecurityLevel::Standard,
@@ -355,31 +422,55 @@ impl Session {
             let profile = self.profile(a.profile.as_deref());
             let outcome = self
                 .broker()
-                .login(&profile, LoginRequest { base_url: a.base_url, key_id: a.key_id, key: a.key, security_level: level })
+                .login(
+                    &profile,
+                    LoginRequest {
+                        base_url: a.base_url,
+                        key_id: a.key_id,
+                        key: a.key,
+                        security_level: level,
+                    },
+                )
                 .await
                 .map_err(err)?;
-            let mut message = format!("Logged in: the Primary key for profile {profile:?} is kept in the {} store.", outcome.storage.as_str());
+            // Editors of this profile get their key now rather than at the first scan.
+            if self.hub.sessions_of(&profile).iter().any(|s| s.editor) {
+                self.prefetch_for(&profile);
+            }
+            let mut message = format!(
+                "Logged in: the Primary key for profile {profile:?} is kept in the {} store.",
+                outcome.storage.as_str()
+            );
             for note in &outcome.notes {
                 message.push_str(&format!(" Note: {note}."));
             }
-            return Ok(json!({ "profile": profile, "storage": outcome.storage.as_str(), "notes": outcome.notes, "message": message }));
+            return Ok(
+                json!({ "profile": profile, "storage": outcome.storage.as_str(), "notes": outcome.notes, "message": message }),
+            );
         }
         let a: CommandArgs = match args.into_iter().next() {
             None | Some(Value::Null) => CommandArgs::default(),
-            Some(v) => serde_json::from_value(v).map_err(|e| invalid(format!("{command} arguments: {e}")))?,
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| invalid(format!("{command} arguments: {e}")))?,
         };
         let profile = self.profile(a.profile.as_deref());
         let broker = self.broker();
         match command {
             "scanmint.logout" => {
+                // The person chose to log out: no session is asked to log in again right away.
+                for s in self.hub.sessions_of(&profile) {
+                    s.login_prompted.store(true, Ordering::Relaxed);
+                }
                 let revoked = broker.logout(&profile).await.map_err(err)?;
                 Ok(json!({ "profile": profile, "revoked": revoked,
                     "message": format!("Logged out of {profile:?}: revoked {} key(s) and forgot the Primary key.", revoked.len()) }))
             }
             "scanmint.rotate" => {
                 let c = broker.rotate(&profile).await.map_err(err)?;
-                Ok(json!({ "profile": profile, "keyId": c.key_id, "generation": c.generation, "expiresAt": c.expires_ms,
-                    "message": format!("Rotated: key {} (generation {}) is active; the previous key retires.", c.key_id, c.generation) }))
+                Ok(
+                    json!({ "profile": profile, "keyId": c.key_id, "generation": c.generation, "expiresAt": c.expires_ms,
+                    "message": format!("Rotated: key {} (generation {}) is active; the previous key retires.", c.key_id, c.generation) }),
+                )
             }
             "scanmint.revoke" => {
                 let revoked = broker.revoke(&profile, a.all).await.map_err(err)?;
@@ -391,7 +482,11 @@ impl Session {
                 let report = doctor::run(broker, &profile).await;
                 Ok(serde_json::to_value(report).unwrap_or(Value::Null))
             }
-            other => Err(Error { code: ErrorCode::MethodNotFound, message: format!("unknown command {other:?}").into(), data: None }),
+            other => Err(Error {
+                code: ErrorCode::MethodNotFound,
+                message: format!("unknown command {other:?}").into(),
+                data: None,
+            }),
         }
     }
 
@@ -402,13 +497,17 @@ impl Session {
 
 /// Diagnostics for one file: from `text` when given (an open buffer), else from disk.
 pub async fn publish(client: &Client, path: &Path, text: Option<&str>) {
-    let Some(uri) = Uri::from_file_path(path) else { return };
+    let Some(uri) = Uri::from_file_path(path) else {
+        return;
+    };
     let owned;
     let text = match text {
         Some(t) => t,
         None => {
             owned = match tokio::fs::metadata(path).await {
-                Ok(m) if m.len() <= 1 << 20 => tokio::fs::read_to_string(path).await.unwrap_or_default(),
+                Ok(m) if m.len() <= 1 << 20 => {
+                    tokio::fs::read_to_string(path).await.unwrap_or_default()
+                }
                 _ => String::new(),
             };
             &owned
@@ -419,7 +518,10 @@ pub async fn publish(client: &Client, path: &Path, text: Option<&str>) {
 }
 
 pub fn diagnostics_for(path: &Path, text: &str) -> Vec<Diagnostic> {
-    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("this file");
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("this file");
     let lines: Vec<&str> = text.lines().collect();
     scan::find_literal_keys(text)
         .into_iter()
@@ -477,7 +579,13 @@ impl LanguageServer for Session {
         *self.options.lock().unwrap() = options;
         self.hub.sessions.lock().unwrap().insert(
             self.id,
-            SessionInfo { client: self.client.clone(), profile, progress, editor, login_prompted: self.login_prompted.clone() },
+            SessionInfo {
+                client: self.client.clone(),
+                profile,
+                progress,
+                editor,
+                login_prompted: self.login_prompted.clone(),
+            },
         );
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
@@ -485,11 +593,15 @@ impl LanguageServer for Session {
                     commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
                     work_done_progress_options: Default::default(),
                 }),
-                text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
-                code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
-                    code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
-                    ..Default::default()
-                })),
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::FULL,
+                )),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                        ..Default::default()
+                    },
+                )),
                 workspace: Some(WorkspaceServerCapabilities {
                     workspace_folders: Some(WorkspaceFoldersServerCapabilities {
                         supported: Some(true),
@@ -499,7 +611,10 @@ impl LanguageServer for Session {
                 }),
                 ..Default::default()
             },
-            server_info: Some(ServerInfo { name: "scanmint".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            server_info: Some(ServerInfo {
+                name: "scanmint".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
             offset_encoding: None,
         })
     }
@@ -508,14 +623,19 @@ impl LanguageServer for Session {
         let profile = self.profile(None);
         let report = self.broker().status(&profile).await;
         self.client
-            .send_notification::<DidChangeStatus>(serde_json::to_value(&report).unwrap_or(Value::Null))
+            .send_notification::<DidChangeStatus>(
+                serde_json::to_value(&report).unwrap_or(Value::Null),
+            )
             .await;
         if !self.is_editor() {
             return;
         }
         if report.state == crate::broker::State::NeedsLogin {
             if let Some(s) = self.hub.sessions.lock().unwrap().get(&self.id).cloned() {
-                maybe_prompt_login(&s, &report.last_error.map(|e| e.message).unwrap_or_default());
+                maybe_prompt_login(
+                    &s,
+                    &report.last_error.map(|e| e.message).unwrap_or_default(),
+                );
             }
         } else {
             self.prefetch(&profile);
@@ -530,7 +650,12 @@ impl LanguageServer for Session {
 
     async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
         let mut folders = self.folders.lock().unwrap().clone();
-        let removed: Vec<PathBuf> = params.event.removed.iter().filter_map(|f| uri_path(&f.uri)).collect();
+        let removed: Vec<PathBuf> = params
+            .event
+            .removed
+            .iter()
+            .filter_map(|f| uri_path(&f.uri))
+            .collect();
         folders.retain(|f| !removed.contains(f));
         folders.extend(params.event.added.iter().filter_map(|f| uri_path(&f.uri)));
         *self.folders.lock().unwrap() = folders.clone();
@@ -539,8 +664,10 @@ impl LanguageServer for Session {
     }
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
-        if let Some(path) = uri_path(&params.text_document.uri).filter(|p| scan::is_scanned_file(p)) {
-            self.publish_file(&path, Some(&params.text_document.text)).await;
+        if let Some(path) = uri_path(&params.text_document.uri).filter(|p| scan::is_scanned_file(p))
+        {
+            self.publish_file(&path, Some(&params.text_document.text))
+                .await;
         }
     }
 
@@ -553,7 +680,8 @@ impl LanguageServer for Session {
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
-        if let Some(path) = uri_path(&params.text_document.uri).filter(|p| scan::is_scanned_file(p)) {
+        if let Some(path) = uri_path(&params.text_document.uri).filter(|p| scan::is_scanned_file(p))
+        {
             self.publish_file(&path, None).await;
         }
     }
@@ -567,12 +695,20 @@ impl LanguageServer for Session {
             .filter(|d| d.source.as_deref() == Some("scanmint"))
             .map(|d| {
                 let line = d.range.start.line;
-                let edit = TextEdit { range: Range::new(Position::new(line, 0), Position::new(line + 1, 0)), new_text: String::new() };
+                let edit = TextEdit {
+                    range: Range::new(Position::new(line, 0), Position::new(line + 1, 0)),
+                    new_text: String::new(),
+                };
                 CodeActionOrCommand::CodeAction(CodeAction {
-                    title: "Remove the literal key (scanmint mints a short-lived key for each scan)".into(),
+                    title:
+                        "Remove the literal key (scanmint mints a short-lived key for each scan)"
+                            .into(),
                     kind: Some(CodeActionKind::QUICKFIX),
                     diagnostics: Some(vec![d]),
-                    edit: Some(WorkspaceEdit { changes: Some(HashMap::from([(uri.clone(), vec![edit])])), ..Default::default() }),
+                    edit: Some(WorkspaceEdit {
+                        changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+                        ..Default::default()
+                    }),
                     is_preferred: Some(true),
                     ..Default::default()
                 })
@@ -582,7 +718,9 @@ impl LanguageServer for Session {
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
-        self.run_command(&params.command, params.arguments).await.map(Some)
+        self.run_command(&params.command, params.arguments)
+            .await
+            .map(Some)
     }
 }
 
@@ -590,7 +728,13 @@ impl Session {
     /// Mint in the background when an editor arrives and the key will not last, so the first
     /// scan does not wait.
     fn prefetch(&self, profile: &str) {
-        if !self.is_editor() || !self.broker().config().profile(Some(profile)).prefetch {
+        if self.is_editor() {
+            self.prefetch_for(profile);
+        }
+    }
+
+    fn prefetch_for(&self, profile: &str) {
+        if !self.broker().config().profile(Some(profile)).prefetch {
             return;
         }
         let broker = self.broker().clone();
@@ -611,7 +755,9 @@ impl Session {
         let watcher = crate::watch::Watcher::start(self.client.clone(), &folders);
         for folder in &folders {
             for dir in scan::watched_dirs(folder) {
-                let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { continue };
+                let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+                    continue;
+                };
                 while let Ok(Some(entry)) = entries.next_entry().await {
                     let path = entry.path();
                     if scan::is_scanned_file(&path) && path.is_file() {

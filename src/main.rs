@@ -8,8 +8,13 @@ fn main() {
     init_logging(&cli.command);
     // The proxy only pipes bytes: one thread starts fastest. Everything else may use two.
     let runtime = match cli.command {
-        Command::Lsp { standalone: false } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+        Command::Lsp { standalone: false } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
     };
     let runtime = runtime.unwrap_or_else(|e| {
         eprintln!("scanmint: cannot start: {e}");
@@ -41,12 +46,19 @@ fn init_logging(command: &Command) {
         .unwrap_or_else(|| default.parse().expect("a valid default level"));
     // tower-lsp-server traces every message it reads and writes, and some carry a key (a
     // login, an exec session's credentials): its trace level never reaches a log.
-    let lsp_level = if level == tracing::Level::TRACE { tracing::Level::DEBUG } else { level };
+    let lsp_level = if level == tracing::Level::TRACE {
+        tracing::Level::DEBUG
+    } else {
+        level
+    };
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_target("tower_lsp_server", lsp_level);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init();
 }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 /// The first line of a `cortex.env` that scanmint manages itself.
-pub const MANAGED_MARKER: &str = "# managed by scanmint: rewritten on every rotation, deleted on logout; do not edit";
+pub const MANAGED_MARKER: &str =
+    "# managed by scanmint: rewritten on every rotation, deleted on logout; do not edit";
 
 /// A literal key on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +23,15 @@ pub struct Finding {
 
 /// Whether scanners (and so we) read this file, by its place in a workspace.
 pub fn is_scanned_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let parent = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let grandparent = path
         .parent()
         .and_then(|p| p.parent())
@@ -47,27 +55,44 @@ pub fn is_scanned_file(path: &Path) -> bool {
 /// The directories of a workspace folder where scanned files live (watched non-recursively,
 /// so a large tree costs nothing).
 pub fn watched_dirs(root: &Path) -> Vec<PathBuf> {
-    [root.to_path_buf(), root.join(".vscode"), root.join(".github/workflows"), root.join(".circleci")]
-        .into_iter()
-        .filter(|d| d.is_dir())
-        .collect()
+    [
+        root.to_path_buf(),
+        root.join(".vscode"),
+        root.join(".github/workflows"),
+        root.join(".circleci"),
+    ]
+    .into_iter()
+    .filter(|d| d.is_dir())
+    .collect()
 }
 
 /// Setting names that carry the secret (never the key id).
 fn is_key_name(name: &str) -> bool {
     let n = name.trim_matches(|c| c == '"' || c == '\'');
-    n == "CORTEX_API_KEY" || n.eq_ignore_ascii_case("api-key") || n.eq_ignore_ascii_case("api_key") || n == "--api-key"
+    n == "CORTEX_API_KEY"
+        || n.eq_ignore_ascii_case("api-key")
+        || n.eq_ignore_ascii_case("api_key")
+        || n == "--api-key"
 }
 
 /// Find literal keys in `text`. Files scanmint manages are skipped.
 pub fn find_literal_keys(text: &str) -> Vec<Finding> {
-    if text.lines().next().is_some_and(|l| l.trim() == MANAGED_MARKER) {
+    if text
+        .lines()
+        .next()
+        .is_some_and(|l| l.trim() == MANAGED_MARKER)
+    {
         return Vec::new();
     }
     let mut findings = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if let Some((name, start, end)) = literal_on_line(line) {
-            findings.push(Finding { line: n as u32, start: start as u32, end: end as u32, name });
+            findings.push(Finding {
+                line: n as u32,
+                start: start as u32,
+                end: end as u32,
+                name,
+            });
         }
     }
     findings
@@ -84,7 +109,9 @@ fn literal_on_line(line: &str) -> Option<(String, usize, usize)> {
     for (idx, _) in line.match_indices(['C', 'a', 'A', '-', '"', '\'']) {
         let rest = &line[idx..];
         let name_len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"' || c == '\''))
+            .find(|c: char| {
+                !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"' || c == '\'')
+            })
             .unwrap_or(rest.len());
         let name = &rest[..name_len];
         if !is_key_name(name) {
@@ -114,7 +141,11 @@ fn literal_on_line(line: &str) -> Option<(String, usize, usize)> {
         let start = idx + name_len + sep_len + value_off + lead;
         let inner = value.trim_matches(|c| c == '"' || c == '\'');
         let quote = value.len() - value.trim_start_matches(['"', '\'']).len();
-        return Some((name.trim_matches(|c| c == '"' || c == '\'').to_string(), start + quote, start + quote + inner.len()));
+        return Some((
+            name.trim_matches(|c| c == '"' || c == '\'').to_string(),
+            start + quote,
+            start + quote + inner.len(),
+        ));
     }
     None
 }
@@ -126,17 +157,33 @@ fn first_token(s: &str) -> &str {
     {
         return &s[..end + 2];
     }
-    let end = s.find(|c: char| c.is_whitespace() || c == ',' || c == '#').unwrap_or(s.len());
+    let end = s
+        .find(|c: char| c.is_whitespace() || c == ',' || c == '#')
+        .unwrap_or(s.len());
     &s[..end]
 }
 
 fn is_literal(value: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
-    if v.len() < 8 || v.starts_with('$') || v.starts_with("{{") || v.starts_with('%') || v.starts_with('<') {
+    if v.len() < 8
+        || v.starts_with('$')
+        || v.starts_with("{{")
+        || v.starts_with('%')
+        || v.starts_with('<')
+    {
         return false;
     }
     let lower = v.to_ascii_lowercase();
-    let placeholder = ["changeme", "placeholder", "your_", "your-", "example", "xxxx", "redacted", "secret_here"];
+    let placeholder = [
+        "changeme",
+        "placeholder",
+        "your_",
+        "your-",
+        "example",
+        "xxxx",
+        "redacted",
+        "secret_here",
+    ];
     if placeholder.iter().any(|p| lower.contains(p)) {
         return false;
     }
@@ -152,11 +199,23 @@ mod tests {
     fn finds_literals_in_every_shape() {
         let cases = [
             ("CORTEX_API_KEY=Abc123def456ghi789", "CORTEX_API_KEY"),
-            ("export CORTEX_API_KEY=\"Abc123def456ghi789\"", "CORTEX_API_KEY"),
+            (
+                "export CORTEX_API_KEY=\"Abc123def456ghi789\"",
+                "CORTEX_API_KEY",
+            ),
             ("  CORTEX_API_KEY: Abc123def456ghi789", "CORTEX_API_KEY"),
-            ("    \"CORTEX_API_KEY\": \"Abc123def456ghi789\",", "CORTEX_API_KEY"),
-            ("      - CORTEX_API_KEY=Abc123def456ghi789", "CORTEX_API_KEY"),
-            ("run: cortexcli --api-key Abc123def456ghi789 code scan", "--api-key"),
+            (
+                "    \"CORTEX_API_KEY\": \"Abc123def456ghi789\",",
+                "CORTEX_API_KEY",
+            ),
+            (
+                "      - CORTEX_API_KEY=Abc123def456ghi789",
+                "CORTEX_API_KEY",
+            ),
+            (
+                "run: cortexcli --api-key Abc123def456ghi789 code scan",
+                "--api-key",
+            ),
             ("run: cortexcli --api-key=Abc123def456ghi789", "--api-key"),
             ("api-key: Abc123def456ghi789", "api-key"),
         ];
@@ -164,7 +223,11 @@ mod tests {
             let f = find_literal_keys(line);
             assert_eq!(f.len(), 1, "{line}");
             assert_eq!(f[0].name, name, "{line}");
-            assert_eq!(&line[f[0].start as usize..f[0].end as usize], "Abc123def456ghi789", "{line}");
+            assert_eq!(
+                &line[f[0].start as usize..f[0].end as usize],
+                "Abc123def456ghi789",
+                "{line}"
+            );
         }
     }
 
@@ -197,10 +260,22 @@ mod tests {
 
     #[test]
     fn scanned_files_by_place() {
-        for p in ["w/cortex.env", "w/.env", "w/.env.local", "w/.vscode/settings.json", "w/.github/workflows/ci.yml", "w/.cortex.yaml"] {
+        for p in [
+            "w/cortex.env",
+            "w/.env",
+            "w/.env.local",
+            "w/.vscode/settings.json",
+            "w/.github/workflows/ci.yml",
+            "w/.cortex.yaml",
+        ] {
             assert!(is_scanned_file(Path::new(p)), "{p}");
         }
-        for p in ["w/settings.json", "w/src/main.rs", "w/workflows/ci.yml", "w/environment"] {
+        for p in [
+            "w/settings.json",
+            "w/src/main.rs",
+            "w/workflows/ci.yml",
+            "w/environment",
+        ] {
             assert!(!is_scanned_file(Path::new(p)), "{p}");
         }
     }

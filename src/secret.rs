@@ -66,7 +66,10 @@ pub fn serialize<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S
 }
 
 /// Like [`serialize`], for optional secrets.
-pub fn serialize_opt<S: serde::Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_opt<S: serde::Serializer>(
+    secret: &Option<Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match secret {
         Some(secret) => s.serialize_str(secret.expose()),
         None => s.serialize_none(),

@@ -81,8 +81,17 @@ struct Opened {
 impl Store {
     pub fn from_backend(backend: Arc<dyn SecretBackend>) -> Store {
         let cell = std::sync::OnceLock::new();
-        let _ = cell.set(Opened { backend: backend.clone(), skipped: Vec::new() });
-        Store { opened: Arc::new(cell), open: Arc::new(move || Opened { backend: backend.clone(), skipped: Vec::new() }) }
+        let _ = cell.set(Opened {
+            backend: backend.clone(),
+            skipped: Vec::new(),
+        });
+        Store {
+            opened: Arc::new(cell),
+            open: Arc::new(move || Opened {
+                backend: backend.clone(),
+                skipped: Vec::new(),
+            }),
+        }
     }
 
     pub fn memory() -> Store {
@@ -96,7 +105,10 @@ impl Store {
             opened: Arc::new(std::sync::OnceLock::new()),
             open: Arc::new(move || match open(choice, &runtime_dir) {
                 Ok(opened) => opened,
-                Err(e) => Opened { backend: Arc::new(Unavailable(e.clone())), skipped: vec![e.to_string()] },
+                Err(e) => Opened {
+                    backend: Arc::new(Unavailable(e.clone())),
+                    skipped: vec![e.to_string()],
+                },
             }),
         }
     }
@@ -132,7 +144,11 @@ impl Store {
 
     pub async fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
         self.ready().await;
-        let (b, a, v) = (self.opened().backend.clone(), account.to_string(), value.clone());
+        let (b, a, v) = (
+            self.opened().backend.clone(),
+            account.to_string(),
+            value.clone(),
+        );
         self.blocking(move || b.set(&a, &v)).await
     }
 
@@ -149,10 +165,16 @@ impl Store {
         let tier = self.tier().as_str();
         match tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(f)).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(StoreError { tier, message: format!("store call failed: {join}") }),
+            Ok(Err(join)) => Err(StoreError {
+                tier,
+                message: format!("store call failed: {join}"),
+            }),
             Err(_) => Err(StoreError {
                 tier,
-                message: format!("no answer within {}s (is the keychain locked?)", STORE_TIMEOUT.as_secs()),
+                message: format!(
+                    "no answer within {}s (is the keychain locked?)",
+                    STORE_TIMEOUT.as_secs()
+                ),
             }),
         }
     }
@@ -200,7 +222,10 @@ fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Opened, StoreError> {
         StoreChoice::Memory => Arc::new(MemoryStore::default()),
         StoreChoice::Auto => {
             let mut chosen: Option<Arc<dyn SecretBackend>> = None;
-            for candidate in [KeyringStore::secret_service as fn(&str) -> _, KeyringStore::keyutils] {
+            for candidate in [
+                KeyringStore::secret_service as fn(&str) -> _,
+                KeyringStore::keyutils,
+            ] {
                 match probe(candidate(&service)) {
                     Ok(store) => {
                         chosen = Some(Arc::new(store));
@@ -234,7 +259,10 @@ fn probe(store: Result<KeyringStore, StoreError>) -> Result<KeyringStore, StoreE
     match rx.recv_timeout(PROBE_TIMEOUT) {
         Ok(Ok(())) => Ok(store),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(StoreError { tier, message: "did not answer within 2s (locked or absent)".into() }),
+        Err(_) => Err(StoreError {
+            tier,
+            message: "did not answer within 2s (locked or absent)".into(),
+        }),
     }
 }
 
@@ -252,7 +280,11 @@ impl KeyringStore {
             tier: Tier::SecretService.as_str(),
             message: format!("unavailable: {e}"),
         })?;
-        Ok(KeyringStore { tier: Tier::SecretService, store, service: service.to_string() })
+        Ok(KeyringStore {
+            tier: Tier::SecretService,
+            store,
+            service: service.to_string(),
+        })
     }
 
     pub fn keyutils(service: &str) -> Result<KeyringStore, StoreError> {
@@ -260,7 +292,11 @@ impl KeyringStore {
             tier: Tier::Keyutils.as_str(),
             message: format!("unavailable: {e}"),
         })?;
-        Ok(KeyringStore { tier: Tier::Keyutils, store, service: service.to_string() })
+        Ok(KeyringStore {
+            tier: Tier::Keyutils,
+            store,
+            service: service.to_string(),
+        })
     }
 
     fn entry(&self, account: &str) -> Result<Entry, StoreError> {
@@ -268,7 +304,10 @@ impl KeyringStore {
     }
 
     fn err(&self, e: keyring_core::Error) -> StoreError {
-        StoreError { tier: self.tier.as_str(), message: e.to_string() }
+        StoreError {
+            tier: self.tier.as_str(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -286,7 +325,9 @@ impl SecretBackend for KeyringStore {
     }
 
     fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        self.entry(account)?.set_password(value.expose()).map_err(|e| self.err(e))
+        self.entry(account)?
+            .set_password(value.expose())
+            .map_err(|e| self.err(e))
     }
 
     fn delete(&self, account: &str) -> Result<(), StoreError> {
@@ -311,7 +352,10 @@ impl SecretBackend for MemoryStore {
         Ok(self.entries.lock().unwrap().get(account).cloned())
     }
     fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        self.entries.lock().unwrap().insert(account.to_string(), value.clone());
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(account.to_string(), value.clone());
         Ok(())
     }
     fn delete(&self, account: &str) -> Result<(), StoreError> {
@@ -330,7 +374,10 @@ pub struct FileStore {
 #[derive(serde::Serialize)]
 struct FileEntries<'a>(#[serde(serialize_with = "serialize_entries")] &'a HashMap<String, Secret>);
 
-fn serialize_entries<S: serde::Serializer>(map: &&HashMap<String, Secret>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_entries<S: serde::Serializer>(
+    map: &&HashMap<String, Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(map.len()))?;
     for (k, v) in map.iter() {
@@ -341,17 +388,26 @@ fn serialize_entries<S: serde::Serializer>(map: &&HashMap<String, Secret>, s: S)
 
 impl FileStore {
     pub fn open(path: PathBuf) -> Result<FileStore, StoreError> {
-        let err = |message: String| StoreError { tier: Tier::File.as_str(), message };
+        let err = |message: String| StoreError {
+            tier: Tier::File.as_str(),
+            message,
+        };
         let dir = path.parent().ok_or_else(|| err("no directory".into()))?;
         fsutil::ensure_private_dir(dir).map_err(|e| err(e.to_string()))?;
         if path.exists() {
             fsutil::check_private(&path, false).map_err(|e| err(e.to_string()))?;
         }
-        Ok(FileStore { path, lock: Mutex::new(()) })
+        Ok(FileStore {
+            path,
+            lock: Mutex::new(()),
+        })
     }
 
     fn err(&self, message: String) -> StoreError {
-        StoreError { tier: Tier::File.as_str(), message: format!("{}: {message}", self.path.display()) }
+        StoreError {
+            tier: Tier::File.as_str(),
+            message: format!("{}: {message}", self.path.display()),
+        }
     }
 
     fn read(&self) -> Result<HashMap<String, Secret>, StoreError> {
@@ -359,7 +415,8 @@ impl FileStore {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
                 fsutil::check_private(&self.path, false).map_err(|e| self.err(e.to_string()))?;
-                serde_json::from_slice(&bytes).map_err(|_| self.err("is not a scanmint secrets file".into()))
+                serde_json::from_slice(&bytes)
+                    .map_err(|_| self.err("is not a scanmint secrets file".into()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
             Err(e) => Err(self.err(e.to_string())),
@@ -367,7 +424,9 @@ impl FileStore {
     }
 
     fn write(&self, map: &HashMap<String, Secret>) -> Result<(), StoreError> {
-        let bytes = Zeroizing::new(serde_json::to_vec(&FileEntries(map)).map_err(|e| self.err(e.to_string()))?);
+        let bytes = Zeroizing::new(
+            serde_json::to_vec(&FileEntries(map)).map_err(|e| self.err(e.to_string()))?,
+        );
         fsutil::write_private_atomic(&self.path, &bytes).map_err(|e| self.err(e.to_string()))
     }
 }
@@ -412,7 +471,10 @@ mod tests {
         store.delete("a").unwrap();
         assert!(store.get("a").unwrap().is_none());
         assert_eq!(store.get("b").unwrap().unwrap().expose(), "other");
-        let mode = std::fs::metadata(dir.path().join("rt/secrets.json")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("rt/secrets.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -424,7 +486,10 @@ mod tests {
         let file = private.join("secrets.json");
         std::fs::write(&file, "{}").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = FileStore::open(file).err().expect("must refuse").to_string();
+        let err = FileStore::open(file)
+            .err()
+            .expect("must refuse")
+            .to_string();
         assert!(err.contains("chmod 600"), "{err}");
     }
 

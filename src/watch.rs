@@ -49,6 +49,8 @@ impl Watcher {
                 crate::lsp::publish(&client, &path, None).await;
             }
         });
-        Some(Watcher { _debouncer: debouncer })
+        Some(Watcher {
+            _debouncer: debouncer,
+        })
     }
 }

@@ -12,7 +12,10 @@ use tokio::io::AsyncWriteExt;
 
 async fn status_json(env: &Env) -> (i32, Value) {
     let (code, out, err) = env.run(&["status", "--json"]).await;
-    (code, serde_json::from_str(&out).unwrap_or_else(|_| panic!("status --json: {out} {err}")))
+    (
+        code,
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("status --json: {out} {err}")),
+    )
 }
 
 /// A scanner stand-in that records its environment and argv, then exits with `code`.
@@ -42,7 +45,10 @@ async fn exec_puts_the_key_in_the_environment_only_and_passes_exit_codes() {
     let live = env.minted_live();
     assert_eq!(live.len(), 1);
     assert!(out.contains(&format!("key_id={}", live[0])), "{out}");
-    assert!(out.contains(&format!("url={}", env.emulator.base_url())), "{out}");
+    assert!(
+        out.contains(&format!("url={}", env.emulator.base_url())),
+        "{out}"
+    );
     assert!(out.contains("key_len=128"), "{out}");
     assert!(out.contains("argv=code scan"), "{out}");
     // The secret is nowhere in the scanner's command line.
@@ -50,7 +56,9 @@ async fn exec_puts_the_key_in_the_environment_only_and_passes_exit_codes() {
     assert!(!out.lines().any(|l| l.contains(secret_prefix)));
 
     for wanted in [0, 1, 3, 42] {
-        let (code, _, _) = env.run(&["exec", "--", "sh", "-c", &format!("exit {wanted}")]).await;
+        let (code, _, _) = env
+            .run(&["exec", "--", "sh", "-c", &format!("exit {wanted}")])
+            .await;
         assert_eq!(code, wanted);
     }
     let (code, _, _) = env.run(&["exec", "--", "sh", "-c", "kill -TERM $$"]).await;
@@ -87,13 +95,24 @@ async fn exec_secret_is_not_in_any_argv_of_the_process_tree() {
             continue;
         }
         found_env = true;
-        let secret = environ.split('\0').find_map(|v| v.strip_prefix("CORTEX_API_KEY=")).unwrap().to_string();
+        let secret = environ
+            .split('\0')
+            .find_map(|v| v.strip_prefix("CORTEX_API_KEY="))
+            .unwrap()
+            .to_string();
         for other in std::fs::read_dir("/proc").unwrap().flatten() {
             let cmdline = std::fs::read(other.path().join("cmdline")).unwrap_or_default();
-            assert!(!String::from_utf8_lossy(&cmdline).contains(&secret), "secret in argv of {:?}", other.path());
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&secret),
+                "secret in argv of {:?}",
+                other.path()
+            );
         }
     }
-    assert!(found_env, "the scanner process has the key in its environment");
+    assert!(
+        found_env,
+        "the scanner process has the key in its environment"
+    );
     let _ = child.kill().await;
 }
 
@@ -111,7 +130,10 @@ async fn exit_2_with_a_revoked_key_remints_and_runs_once_more() {
     let live = env.minted_live();
     assert_eq!(live.len(), 1);
     assert_ne!(live[0], first);
-    assert!(out.contains(&format!("authenticated with key {}", live[0])), "{out}");
+    assert!(
+        out.contains(&format!("authenticated with key {}", live[0])),
+        "{out}"
+    );
 
     // Exit 2 with a key that works: no new key, no rerun, exit code passed through.
     let generates = env.emulator.calls().generate;
@@ -124,8 +146,15 @@ async fn exit_2_with_a_revoked_key_remints_and_runs_once_more() {
 async fn signals_reach_the_scanner() {
     let env = Env::new().await;
     let marker = env.path("got-term");
-    let script = format!("trap 'touch {}; exit 7' TERM; while :; do sleep 0.05; done", marker.display());
-    let child = env.cmd(&["exec", "--", "sh", "-c", &script]).stdin(Stdio::null()).spawn().unwrap();
+    let script = format!(
+        "trap 'touch {}; exit 7' TERM; while :; do sleep 0.05; done",
+        marker.display()
+    );
+    let child = env
+        .cmd(&["exec", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id().unwrap() as i32;
     for _ in 0..100 {
         if !env.minted_live().is_empty() {
@@ -135,7 +164,10 @@ async fn signals_reach_the_scanner() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(marker.exists(), "the scanner received SIGTERM");
     assert_eq!(out.status.code(), Some(7), "and its exit code came back");
 }
@@ -144,7 +176,11 @@ async fn signals_reach_the_scanner() {
 async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
     let env = Env::new().await;
     env.write_config("ttl = \"1h\"\ngrace = \"2m\"\n");
-    let child = env.cmd(&["exec", "--", "sleep", "3"]).stdin(Stdio::null()).spawn().unwrap();
+    let child = env
+        .cmd(&["exec", "--", "sleep", "3"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut old = None;
     for _ in 0..100 {
         old = env.minted_live().first().copied();
@@ -159,7 +195,10 @@ async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
     assert_eq!(code, 0);
     assert!(out.contains("generation 2"), "{out}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(env.minted_live().contains(&old), "revoked while the scan still ran");
+    assert!(
+        env.minted_live().contains(&old),
+        "revoked while the scan still ran"
+    );
     let _ = child.wait_with_output().await;
     // Once its user is gone the old key goes, long before the 2 minute grace.
     for _ in 0..100 {
@@ -168,33 +207,59 @@ async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!env.minted_live().contains(&old), "the old key outlived its last user");
+    assert!(
+        !env.minted_live().contains(&old),
+        "the old key outlived its last user"
+    );
     assert_eq!(env.minted_live().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_from_stdin_status_and_logout() {
-    let mut env = Env::with(EmulatorConfig { rate_limit_per_sec: 1000, ..Default::default() }, false).await;
+    let mut env = Env::with(
+        EmulatorConfig {
+            rate_limit_per_sec: 1000,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
     env.store = "memory";
     let (code, out, _) = env.run(&["status"]).await;
     assert_eq!(code, 1, "not logged in: not usable");
     assert!(out.contains("needs_login"), "{out}");
 
     let mut login = env
-        .cmd(&["login", "--base-url", env.emulator.base_url(), "--key-id", &env.emulator.primary_key_id().to_string()])
+        .cmd(&[
+            "login",
+            "--base-url",
+            env.emulator.base_url(),
+            "--key-id",
+            &env.emulator.primary_key_id().to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = login.stdin.take().unwrap();
-    stdin.write_all(format!("{}\n", env.emulator.primary_key().expose()).as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("{}\n", env.emulator.primary_key().expose()).as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let out = login.wait_with_output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("memory store"), "{text}");
-    assert!(env.minted_live().is_empty(), "login leaves no minted key alive");
+    assert!(
+        env.minted_live().is_empty(),
+        "login leaves no minted key alive"
+    );
 
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 0);
@@ -206,13 +271,24 @@ async fn login_from_stdin_status_and_logout() {
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 0);
     for field in ["keyId", "fingerprint", "role", "expiresAt", "generation"] {
-        assert!(status["key"].get(field).is_some(), "{field} missing: {status}");
+        assert!(
+            status["key"].get(field).is_some(),
+            "{field} missing: {status}"
+        );
     }
-    assert!(status["key"]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        status["key"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
 
     let (code, out, err) = env.run(&["logout"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(env.minted_live().is_empty(), "logout leaves zero minted keys");
+    assert!(
+        env.minted_live().is_empty(),
+        "logout leaves zero minted keys"
+    );
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 1);
     assert_eq!(status["state"], "needs_login");
@@ -220,16 +296,39 @@ async fn login_from_stdin_status_and_logout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refuses_a_key_without_view_edit_with_guidance() {
-    let env = Env::with(EmulatorConfig { rate_limit_per_sec: 1000, ..Default::default() }, false).await;
-    let (id, key) = env.emulator.create_key(&["Public API (PAPI) View", "CLI Read-Only Custom"], scanmint::papi::wire::SecurityLevel::Standard, None);
+    let env = Env::with(
+        EmulatorConfig {
+            rate_limit_per_sec: 1000,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let (id, key) = env.emulator.create_key(
+        &["Public API (PAPI) View", "CLI Read-Only Custom"],
+        scanmint::papi::wire::SecurityLevel::Standard,
+        None,
+    );
     let mut login = env
-        .cmd(&["login", "--base-url", env.emulator.base_url(), "--key-id", &id.to_string()])
+        .cmd(&[
+            "login",
+            "--base-url",
+            env.emulator.base_url(),
+            "--key-id",
+            &id.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    login.stdin.take().unwrap().write_all(key.expose().as_bytes()).await.unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.expose().as_bytes())
+        .await
+        .unwrap();
     let out = login.wait_with_output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -238,7 +337,10 @@ async fn login_refuses_a_key_without_view_edit_with_guidance() {
     assert!(!err.contains(key.expose()));
     let (code, status) = status_json(&env).await;
     assert_eq!(code, 1);
-    assert_eq!(status["state"], "needs_login", "the refused key was not stored");
+    assert_eq!(
+        status["state"], "needs_login",
+        "the refused key was not stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,26 +371,51 @@ async fn doctor_passes_on_a_healthy_setup_and_names_the_problems_of_a_broken_one
     let (code, out, err) = env.run(&["doctor", "--json"]).await;
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
     let verdict = |name: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["status"].as_str().unwrap().to_string())
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
     };
     assert_eq!(verdict("canary").as_deref(), Some("pass"), "{report}");
     assert_eq!(verdict("clock").as_deref(), Some("pass"));
     assert_eq!(verdict("socket").as_deref(), Some("pass"));
-    assert_eq!(verdict("storage").as_deref(), Some("warn"), "memory store is a warning");
+    assert_eq!(
+        verdict("storage").as_deref(),
+        Some("warn"),
+        "memory store is a warning"
+    );
     assert_eq!(code, 0, "{report}");
     assert!(env.minted_live().is_empty(), "the canary was revoked");
     assert!(!out.contains(&env.emulator.primary_key().expose()[..20]));
 
     // Broken: the tenant's clock is 10 minutes off and the Primary key is an admin's (Path A).
     let broken = Env::with(
-        EmulatorConfig { rate_limit_per_sec: 1000, path_a: true, faults: Faults { clock_offset_ms: 600_000, ..Default::default() }, ..Default::default() },
+        EmulatorConfig {
+            rate_limit_per_sec: 1000,
+            path_a: true,
+            faults: Faults {
+                clock_offset_ms: 600_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         true,
     )
     .await;
     let (code, out, _) = broken.run(&["doctor"]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("clock")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("WARN") && l.contains("Instance Administrator")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("clock")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("WARN") && l.contains("Instance Administrator")),
+        "{out}"
+    );
     assert!(out.contains("fix:"), "{out}");
 }
 
@@ -299,19 +426,27 @@ async fn doctor_reports_a_locked_keychain() {
     env.store = "secret-service";
     let (code, out, err) = env.run(&["doctor"]).await;
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("storage") && l.contains("does not work")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("storage") && l.contains("does not work")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
     let env = Env::new().await;
     let file = env.path("home-cortex.env");
-    env.write_config(&format!("ttl = \"1h\"\ncortex_env = \"{}\"\n", file.display()));
+    env.write_config(&format!(
+        "ttl = \"1h\"\ncortex_env = \"{}\"\n",
+        file.display()
+    ));
     let s = env.lsp(serde_json::json!({})).await;
     let read_id = || {
-        std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("CORTEX_API_KEY_ID=").map(String::from)))
+        std::fs::read_to_string(&file).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("CORTEX_API_KEY_ID=").map(String::from))
+        })
     };
     let mut id = None;
     for _ in 0..100 {
@@ -323,10 +458,17 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
     }
     let id = id.expect("cortex.env written at start");
     assert_eq!(mode(&file), 0o600);
-    assert!(std::fs::read_to_string(&file).unwrap().starts_with("# managed by scanmint"));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("# managed by scanmint")
+    );
 
     let rotated = s
-        .request("workspace/executeCommand", serde_json::json!({ "command": "scanmint.rotate" }))
+        .request(
+            "workspace/executeCommand",
+            serde_json::json!({ "command": "scanmint.rotate" }),
+        )
         .await;
     let new_id = rotated["keyId"].as_i64().unwrap().to_string();
     for _ in 0..100 {
@@ -335,7 +477,11 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(read_id().as_deref(), Some(new_id.as_str()), "rewritten on rotation (was {id})");
+    assert_eq!(
+        read_id().as_deref(),
+        Some(new_id.as_str()),
+        "rewritten on rotation (was {id})"
+    );
 
     let (code, _, _) = env.run(&["logout"]).await;
     assert_eq!(code, 0);
@@ -352,11 +498,24 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
     let user = Env::new().await;
     let own = user.path("own-cortex.env");
     std::fs::write(&own, "CORTEX_API_KEY=mine-mine-mine-mine\n").unwrap();
-    user.write_config(&format!("ttl = \"1h\"\ncortex_env = \"{}\"\n", own.display()));
+    user.write_config(&format!(
+        "ttl = \"1h\"\ncortex_env = \"{}\"\n",
+        own.display()
+    ));
     let mut s = user.lsp(serde_json::json!({})).await;
-    let status = s.status_where(|v| v["lastError"]["code"] == "cortex_env").await;
-    assert!(status["lastError"]["message"].as_str().unwrap().contains("not written by scanmint"));
-    assert_eq!(std::fs::read_to_string(&own).unwrap(), "CORTEX_API_KEY=mine-mine-mine-mine\n");
+    let status = s
+        .status_where(|v| v["lastError"]["code"] == "cortex_env")
+        .await;
+    assert!(
+        status["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not written by scanmint")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap(),
+        "CORTEX_API_KEY=mine-mine-mine-mine\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +523,15 @@ async fn wrapper_script_runs_the_cli_with_the_minted_key_and_strips_stale_flags(
     let env = Env::new().await;
     let script = recorder(&env, 0);
     let wrapper = env.path("bin/cortexcli-scanmint");
-    let (code, out, err) = env.run(&["wrapper", "--cli", &script, "--out", wrapper.to_str().unwrap()]).await;
+    let (code, out, err) = env
+        .run(&[
+            "wrapper",
+            "--cli",
+            &script,
+            "--out",
+            wrapper.to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(mode(&wrapper), 0o700);
     let text = std::fs::read_to_string(&wrapper).unwrap();
@@ -376,17 +543,37 @@ async fn wrapper_script_runs_the_cli_with_the_minted_key_and_strips_stale_flags(
         .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
         .collect::<Vec<_>>();
     let out = tokio::process::Command::new(&wrapper)
-        .args(["code", "scan", "--api-key", "STALE", "--api-key-id=9", "--api-base-url", "https://old", "--upload-mode", "no-upload"])
+        .args([
+            "code",
+            "scan",
+            "--api-key",
+            "STALE",
+            "--api-key-id=9",
+            "--api-base-url",
+            "https://old",
+            "--upload-mode",
+            "no-upload",
+        ])
         .env_clear()
         .envs(run)
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec = std::fs::read_to_string(env.path("scanner.out")).unwrap();
-    assert!(rec.contains("argv=code scan --upload-mode no-upload"), "{rec}");
+    assert!(
+        rec.contains("argv=code scan --upload-mode no-upload"),
+        "{rec}"
+    );
     assert!(!rec.contains("STALE"));
-    assert!(rec.contains(&format!("key_id={}", env.minted_live()[0])), "{rec}");
+    assert!(
+        rec.contains(&format!("key_id={}", env.minted_live()[0])),
+        "{rec}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,8 +582,15 @@ async fn completions_and_bad_config_errors() {
     let (code, out, _) = env.run(&["completions", "bash"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("scanmint") && out.contains("exec"));
-    std::fs::write(env.path("config/scanmint/config.toml"), "[profile.default]\nttl = \"1h\"\nrotate_after = 2\n").unwrap();
+    std::fs::write(
+        env.path("config/scanmint/config.toml"),
+        "[profile.default]\nttl = \"1h\"\nrotate_after = 2\n",
+    )
+    .unwrap();
     let (code, _, err) = env.run(&["lsp", "--standalone"]).await;
     assert_ne!(code, 0);
-    assert!(err.contains("config.toml") && err.contains("line 3") && err.contains("rotate_after"), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("line 3") && err.contains("rotate_after"),
+        "{err}"
+    );
 }

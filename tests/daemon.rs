@@ -15,14 +15,29 @@ async fn initialize_advertises_commands_and_status_accepts_any_empty_params() {
     let env = Env::new().await;
     let s = env.lsp(json!({ "clientKind": "editor" })).await;
     let commands = &s.init["capabilities"]["executeCommandProvider"]["commands"];
-    for c in ["scanmint.login", "scanmint.logout", "scanmint.rotate", "scanmint.revoke", "scanmint.doctor"] {
-        assert!(commands.as_array().unwrap().iter().any(|x| x == c), "{c} missing from {commands}");
+    for c in [
+        "scanmint.login",
+        "scanmint.logout",
+        "scanmint.rotate",
+        "scanmint.revoke",
+        "scanmint.doctor",
+    ] {
+        assert!(
+            commands.as_array().unwrap().iter().any(|x| x == c),
+            "{c} missing from {commands}"
+        );
     }
     assert_eq!(s.init["serverInfo"]["name"], "scanmint");
     // Absent params, null and {} mean the same.
-    let absent = s.client.request("scanmint/status", Value::Null).await.unwrap();
+    let absent = s
+        .client
+        .request("scanmint/status", Value::Null)
+        .await
+        .unwrap();
     let empty = s.request("scanmint/status", json!({})).await;
-    let named = s.request("scanmint/status", json!({ "profile": "default" })).await;
+    let named = s
+        .request("scanmint/status", json!({ "profile": "default" }))
+        .await;
     for r in [&absent, &empty, &named] {
         assert_eq!(r["profile"], "default");
         assert_eq!(r["baseUrl"], env.emulator.base_url());
@@ -33,14 +48,25 @@ async fn initialize_advertises_commands_and_status_accepts_any_empty_params() {
     let (read, mut write) = raw.split();
     let mut reader = tokio::io::BufReader::new(read);
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}});
-    scanmint::client::write_frame(&mut write, &init).await.unwrap();
-    let init_reply = scanmint::client::read_frame(&mut reader).await.unwrap().unwrap();
+    scanmint::client::write_frame(&mut write, &init)
+        .await
+        .unwrap();
+    let init_reply = scanmint::client::read_frame(&mut reader)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(init_reply["id"], 1);
-    for f in [json!({"jsonrpc":"2.0","method":"initialized","params":{}}), json!({"jsonrpc":"2.0","id":2,"method":"scanmint/status"})] {
+    for f in [
+        json!({"jsonrpc":"2.0","method":"initialized","params":{}}),
+        json!({"jsonrpc":"2.0","id":2,"method":"scanmint/status"}),
+    ] {
         scanmint::client::write_frame(&mut write, &f).await.unwrap();
     }
     let reply = loop {
-        let msg = scanmint::client::read_frame(&mut reader).await.unwrap().unwrap();
+        let msg = scanmint::client::read_frame(&mut reader)
+            .await
+            .unwrap()
+            .unwrap();
         if msg["id"] == 2 {
             break msg;
         }
@@ -53,21 +79,38 @@ async fn credentials_are_hidden_from_editors_and_given_to_exec_sessions() {
     let env = Env::new().await;
     let editor = env.lsp(json!({ "clientKind": "editor" })).await;
     let hidden = editor.request("scanmint/credentials", json!({})).await;
-    assert!(hidden.get("key").is_none() && hidden.get("env").is_none(), "editor got the secret: {hidden}");
+    assert!(
+        hidden.get("key").is_none() && hidden.get("env").is_none(),
+        "editor got the secret: {hidden}"
+    );
     assert!(hidden["keyId"].as_i64().unwrap() > 0);
     assert_eq!(hidden["baseUrl"], env.emulator.base_url());
-    assert!(!hidden.to_string().contains(&env.emulator.primary_key().expose()[..20]));
+    assert!(
+        !hidden
+            .to_string()
+            .contains(&env.emulator.primary_key().expose()[..20])
+    );
 
     let exec = env.lsp(json!({ "clientKind": "exec" })).await;
-    let shown = exec.request("scanmint/credentials", json!({ "minValidSecs": 60 })).await;
-    assert_eq!(shown["keyId"], hidden["keyId"], "same key for every session");
+    let shown = exec
+        .request("scanmint/credentials", json!({ "minValidSecs": 60 }))
+        .await;
+    assert_eq!(
+        shown["keyId"], hidden["keyId"],
+        "same key for every session"
+    );
     let key = shown["key"].as_str().unwrap();
     assert!(key.len() >= 64);
     assert_eq!(shown["env"]["CORTEX_API_KEY"], key);
-    assert_eq!(shown["env"]["CORTEX_API_KEY_ID"], shown["keyId"].as_i64().unwrap().to_string());
+    assert_eq!(
+        shown["env"]["CORTEX_API_KEY_ID"],
+        shown["keyId"].as_i64().unwrap().to_string()
+    );
     assert_eq!(shown["env"]["CORTEX_API_BASE_URL"], env.emulator.base_url());
 
-    let exposed = env.lsp(json!({ "clientKind": "editor", "exposeSecretToEditor": true })).await;
+    let exposed = env
+        .lsp(json!({ "clientKind": "editor", "exposeSecretToEditor": true }))
+        .await;
     let got = exposed.request("scanmint/credentials", json!({})).await;
     assert_eq!(got["key"], key);
 }
@@ -82,9 +125,14 @@ async fn twenty_sessions_asking_at_once_cause_one_mint() {
     for _ in 0..20 {
         sessions.push(env.lsp(json!({ "clientKind": "exec" })).await);
     }
-    let asks = sessions.iter().map(|s| s.request("scanmint/credentials", json!({})));
+    let asks = sessions
+        .iter()
+        .map(|s| s.request("scanmint/credentials", json!({})));
     let replies = futures_util::future::join_all(asks).await;
-    let ids: std::collections::BTreeSet<i64> = replies.iter().map(|r| r["keyId"].as_i64().unwrap()).collect();
+    let ids: std::collections::BTreeSet<i64> = replies
+        .iter()
+        .map(|r| r["keyId"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 1, "every session got the same key");
     assert_eq!(env.emulator.calls().generate, 1, "exactly one mint");
 }
@@ -95,8 +143,15 @@ async fn every_session_hears_about_a_rotation() {
     let mut a = env.lsp(json!({})).await;
     let mut b = env.lsp(json!({})).await;
     let c = env.lsp(json!({ "clientKind": "exec" })).await;
-    let before = c.request("scanmint/credentials", json!({})).await["generation"].as_i64().unwrap();
-    let rotated = c.request("workspace/executeCommand", json!({ "command": "scanmint.rotate", "arguments": [] })).await;
+    let before = c.request("scanmint/credentials", json!({})).await["generation"]
+        .as_i64()
+        .unwrap();
+    let rotated = c
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.rotate", "arguments": [] }),
+        )
+        .await;
     assert_eq!(rotated["generation"].as_i64().unwrap(), before + 1);
     for s in [&mut a, &mut b] {
         let status = s.status_where(|v| generation(v) == before + 1).await;
@@ -113,17 +168,31 @@ async fn scan_failed_on_a_revoked_key_brings_a_new_key() {
     let id = first["keyId"].as_i64().unwrap();
     assert!(env.emulator.revoke(id));
     exec.client
-        .notify("scanmint/scanFailed", json!({ "keyId": id, "exitCode": 2, "reason": "test" }))
+        .notify(
+            "scanmint/scanFailed",
+            json!({ "keyId": id, "exitCode": 2, "reason": "test" }),
+        )
         .await
         .unwrap();
-    let status = editor.status_where(|v| generation(v) > first["generation"].as_i64().unwrap()).await;
+    let status = editor
+        .status_where(|v| generation(v) > first["generation"].as_i64().unwrap())
+        .await;
     assert_ne!(status["key"]["keyId"].as_i64().unwrap(), id);
     // A key that still works is kept.
     let now = exec.request("scanmint/credentials", json!({})).await;
-    exec.client.notify("scanmint/scanFailed", json!({ "keyId": now["keyId"], "reason": "flaky" })).await.unwrap();
+    exec.client
+        .notify(
+            "scanmint/scanFailed",
+            json!({ "keyId": now["keyId"], "reason": "flaky" }),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = exec.request("scanmint/credentials", json!({})).await;
-    assert_eq!(after["keyId"], now["keyId"], "a working key is not replaced");
+    assert_eq!(
+        after["keyId"], now["keyId"],
+        "a working key is not replaced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,14 +200,25 @@ async fn mints_are_wrapped_in_work_done_progress() {
     let env = Env::new().await;
     env.write_config("ttl = \"1h\"\nprefetch = false\n");
     let mut s = env
-        .lsp_with(json!({ "clientKind": "exec" }), json!({ "capabilities": { "window": { "workDoneProgress": true } } }))
+        .lsp_with(
+            json!({ "clientKind": "exec" }),
+            json!({ "capabilities": { "window": { "workDoneProgress": true } } }),
+        )
         .await;
     let _ = s.request("scanmint/credentials", json!({})).await;
-    let created = s.client.wait_for("window/workDoneProgress/create", Duration::from_secs(5)).await.expect("progress created");
+    let created = s
+        .client
+        .wait_for("window/workDoneProgress/create", Duration::from_secs(5))
+        .await
+        .expect("progress created");
     let token = created["token"].clone();
     let mut kinds = Vec::new();
     while kinds.len() < 2 {
-        let p = s.client.wait_for("$/progress", Duration::from_secs(5)).await.expect("progress notifications");
+        let p = s
+            .client
+            .wait_for("$/progress", Duration::from_secs(5))
+            .await
+            .expect("progress notifications");
         assert_eq!(p["token"], token);
         kinds.push(p["value"]["kind"].as_str().unwrap().to_string());
     }
@@ -147,12 +227,23 @@ async fn mints_are_wrapped_in_work_done_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_flow_over_lsp() {
-    let mut env = Env::with(EmulatorConfig { rate_limit_per_sec: 1000, ..Default::default() }, false).await;
+    let mut env = Env::with(
+        EmulatorConfig {
+            rate_limit_per_sec: 1000,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
     env.store = "memory";
     let mut s = env.lsp(json!({})).await;
     let status = s.status_where(|v| v["state"] == "needs_login").await;
     assert_eq!(status["lastError"]["code"], "needs_login");
-    let prompt = s.client.wait_for("window/showMessageRequest", Duration::from_secs(5)).await.expect("a log-in prompt");
+    let prompt = s
+        .client
+        .wait_for("window/showMessageRequest", Duration::from_secs(5))
+        .await
+        .expect("a log-in prompt");
     assert_eq!(prompt["actions"][0]["title"], "Log in");
 
     // A wrong secret: a readable LSP error, nothing stored.
@@ -164,7 +255,11 @@ async fn login_flow_over_lsp() {
         )
         .await
         .unwrap_err();
-    assert!(bad.message.contains("does not accept the Primary key"), "{}", bad.message);
+    assert!(
+        bad.message.contains("does not accept the Primary key"),
+        "{}",
+        bad.message
+    );
     assert!(!bad.message.contains("wrong-secret"));
 
     let ok = s
@@ -176,11 +271,19 @@ async fn login_flow_over_lsp() {
         )
         .await;
     assert_eq!(ok["storage"], "memory");
-    assert!(env.minted_live().is_empty(), "login leaves no minted key alive");
+    assert!(
+        env.minted_live().is_empty(),
+        "login leaves no minted key alive"
+    );
     let ready = s.status_where(|v| v["state"] == "ready").await;
     assert_eq!(ready["baseUrl"], env.emulator.base_url());
     // Only one prompt was sent, however many status changes there were.
-    let prompts = s.client.drain().into_iter().filter(|m| m.method == "window/showMessageRequest").count();
+    let prompts = s
+        .client
+        .drain()
+        .into_iter()
+        .filter(|m| m.method == "window/showMessageRequest")
+        .count();
     assert_eq!(prompts, 0);
     env.env_primary = false;
 }
@@ -191,13 +294,21 @@ async fn literal_keys_get_a_diagnostic_and_a_quick_fix_updated_from_disk() {
     let ws = env.path("workspace");
     std::fs::create_dir_all(&ws).unwrap();
     let file = ws.join("cortex.env");
-    std::fs::write(&file, "CORTEX_API_BASE_URL=https://x\nCORTEX_API_KEY=Abcdefghijklmnop123456\n").unwrap();
+    std::fs::write(
+        &file,
+        "CORTEX_API_BASE_URL=https://x\nCORTEX_API_KEY=Abcdefghijklmnop123456\n",
+    )
+    .unwrap();
     let uri = format!("file://{}", file.display());
     let mut s = env
         .lsp_with(json!({}), json!({ "workspaceFolders": [{ "uri": format!("file://{}", ws.display()), "name": "ws" }] }))
         .await;
     let diags = loop {
-        let d = s.client.wait_for("textDocument/publishDiagnostics", Duration::from_secs(10)).await.expect("diagnostics");
+        let d = s
+            .client
+            .wait_for("textDocument/publishDiagnostics", Duration::from_secs(10))
+            .await
+            .expect("diagnostics");
         if d["uri"] == uri.as_str() {
             break d;
         }
@@ -223,7 +334,11 @@ async fn literal_keys_get_a_diagnostic_and_a_quick_fix_updated_from_disk() {
     // The user removes the key on disk: the diagnostic goes away.
     std::fs::write(&file, "CORTEX_API_BASE_URL=https://x\n").unwrap();
     loop {
-        let d = s.client.wait_for("textDocument/publishDiagnostics", Duration::from_secs(10)).await.expect("updated diagnostics");
+        let d = s
+            .client
+            .wait_for("textDocument/publishDiagnostics", Duration::from_secs(10))
+            .await
+            .expect("updated diagnostics");
         if d["uri"] == uri.as_str() && d["diagnostics"].as_array().unwrap().is_empty() {
             break;
         }
@@ -247,7 +362,11 @@ async fn bad_frames_end_only_their_own_session() {
         let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
     }
     // An unknown method is an error for that request only.
-    let unknown = good.client.request("scanmint/nope", json!({})).await.unwrap_err();
+    let unknown = good
+        .client
+        .request("scanmint/nope", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code, -32601);
     let status = good.request("scanmint/status", json!({})).await;
     assert_eq!(status["profile"], "default");
@@ -260,12 +379,16 @@ async fn socket_and_directory_are_private_and_loose_ones_are_refused() {
     let _s = env.lsp(json!({})).await;
     assert_eq!(mode(&env.path("run/scanmint")), 0o700);
     assert_eq!(mode(&env.socket()), 0o600);
-    assert_eq!(mode(&env.ledger().parent().unwrap().to_path_buf()), 0o700);
+    assert_eq!(mode(env.ledger().parent().unwrap()), 0o700);
 
     let loose = Env::new().await;
     std::fs::create_dir_all(loose.path("run/scanmint")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(loose.path("run/scanmint"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        loose.path("run/scanmint"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let (code, _, err) = loose.run(&["daemon"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("chmod 700"), "{err}");
@@ -278,8 +401,17 @@ async fn another_user_cannot_connect() {
     let socket = env.socket();
     // Without privileges the private directory keeps uid 65534 out entirely.
     let blocked = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c"])
-        .arg(format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect('{}')", socket.display()))
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket; s=socket.socket(socket.AF_UNIX); s.connect('{}')",
+            socket.display()
+        ))
         .output()
         .expect("setpriv runs (util-linux)");
     assert!(!blocked.status.success());
@@ -294,10 +426,19 @@ async fn another_user_cannot_connect() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&past_dir.stdout);
-    assert!(past_dir.status.success(), "{}", String::from_utf8_lossy(&past_dir.stderr));
+    assert!(
+        past_dir.status.success(),
+        "{}",
+        String::from_utf8_lossy(&past_dir.stderr)
+    );
     assert_eq!(out.trim(), "b''", "the daemon must hang up without a reply");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(env.daemon_log().contains("refused a connection from another user"), "{}", env.daemon_log());
+    assert!(
+        env.daemon_log()
+            .contains("refused a connection from another user"),
+        "{}",
+        env.daemon_log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,16 +450,28 @@ async fn a_killed_daemon_is_replaced_and_the_ledger_survives() {
     let old_pid = env.daemon_pid().await.unwrap();
     drop(s);
     env.kill_daemon(libc::SIGKILL).await;
-    assert!(env.socket().exists(), "a killed daemon leaves its socket behind");
+    assert!(
+        env.socket().exists(),
+        "a killed daemon leaves its socket behind"
+    );
 
     // The next editor brings up a fresh daemon over the stale socket.
     let s = env.lsp(json!({ "clientKind": "exec" })).await;
     let new_pid = env.daemon_pid().await.unwrap();
     assert_ne!(old_pid, new_pid);
     let again = s.request("scanmint/credentials", json!({})).await;
-    assert_eq!(again["keyId"], first["keyId"], "the cached key is restored from the file store");
-    let ledger: Value = serde_json::from_str(&std::fs::read_to_string(env.ledger()).unwrap()).unwrap();
-    let ids: Vec<i64> = ledger["keys"].as_array().unwrap().iter().filter_map(|k| k["id"].as_i64()).collect();
+    assert_eq!(
+        again["keyId"], first["keyId"],
+        "the cached key is restored from the file store"
+    );
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.ledger()).unwrap()).unwrap();
+    let ids: Vec<i64> = ledger["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["id"].as_i64())
+        .collect();
     assert!(ids.contains(&first["keyId"].as_i64().unwrap()));
 }
 
@@ -327,9 +480,15 @@ async fn lsp_exits_when_the_editor_closes_stdin() {
     let env = Env::new().await;
     let mut s = env.lsp(json!({})).await;
     drop(s.client);
-    let status = tokio::time::timeout(Duration::from_secs(5), s.child.wait()).await.expect("scanmint lsp exits").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), s.child.wait())
+        .await
+        .expect("scanmint lsp exits")
+        .unwrap();
     assert!(status.success());
-    assert!(env.daemon_pid().await.is_some(), "the daemon stays for other editors");
+    assert!(
+        env.daemon_pid().await.is_some(),
+        "the daemon stays for other editors"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,12 +500,36 @@ async fn standalone_serves_on_stdio_without_a_daemon() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let client = scanmint::client::LspClient::over(child.stdout.take().unwrap(), child.stdin.take().unwrap());
-    client.initialize(json!({ "clientKind": "exec" })).await.unwrap();
-    let c = client.request("scanmint/credentials", json!({})).await.unwrap();
+    let client = scanmint::client::LspClient::over(
+        child.stdout.take().unwrap(),
+        child.stdin.take().unwrap(),
+    );
+    client
+        .initialize(json!({ "clientKind": "exec" }))
+        .await
+        .unwrap();
+    let c = client
+        .request("scanmint/credentials", json!({}))
+        .await
+        .unwrap();
     assert!(c["key"].as_str().is_some());
     assert!(!env.socket().exists(), "standalone does not start a daemon");
     client.close().await;
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exits on stdin close").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits on stdin close")
+        .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_tolerates_a_client_that_omits_required_capability_fields() {
+    let env = Env::new().await;
+    let s = env
+        .lsp_with(
+            json!({}),
+            json!({ "capabilities": { "general": { "staleRequestSupport": { "cancel": true } } } }),
+        )
+        .await;
+    assert_eq!(s.init["serverInfo"]["name"], "scanmint");
 }

@@ -4,14 +4,18 @@
 # (the fake tenant), a config file pointing at it, and the emulator's Primary key in the
 # environment (SCANMINT_PRIMARY_KEY*), so the daemon can mint without a log-in.
 #
-#   tests/editors-node.sh [vscode|jetbrains|all]     (default: all)
+#   tests/editors-node.sh [unit|jetbrains|vscode|all]...     (default: all)
+#
+#   unit      : the VS Code extension's unit tests (editors/vscode, node --test)
+#   jetbrains : tests/jetbrains/replay.test.mjs, LSP4IJ's traffic replayed against `scanmint lsp`
+#   vscode    : tests/vscode/e2e.mjs, the extension in code-server + headless Chromium
+# Needs scripts/setup-vscode.sh to have run (npm installs, Chromium).
 #
 # SCANMINT_BIN: the binary to test (default: `cargo build`, then target/debug/scanmint).
 # KEEP_TMP=1 keeps the temp dirs (logs: $XDG_STATE_HOME/scanmint/, emulator.log, code-server.log).
 # The last line is "N passed, M failed"; the exit code is non-zero when anything failed.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-which="${1:-all}"
 
 if [[ -z "${SCANMINT_BIN:-}" ]]; then
   (cd "$root" && cargo build --quiet --bin scanmint) || { echo "cargo build failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -24,14 +28,14 @@ export SCANMINT_BIN
 total_pass=0
 total_fail=0
 
-# Kill every process that carries this run's XDG_RUNTIME_DIR in its environment: the daemon that
+# Kill every process whose XDG_RUNTIME_DIR lies in this run's temp dir: the daemons that
 # `scanmint lsp` spawned detached, and anything else this run started that outlived its parent.
 kill_run_processes() {
-  local runtime="$1" pid
+  local runtime="$1" pid  # a directory prefix, ending in /
   for env in /proc/[0-9]*/environ; do
     pid="${env#/proc/}"; pid="${pid%/environ}"
     [[ "$pid" == "$$" || "$pid" == "${BASHPID:-}" ]] && continue
-    if tr '\0' '\n' 2>/dev/null < "$env" | grep -qxF "XDG_RUNTIME_DIR=$runtime"; then
+    if tr '\0' '\n' 2>/dev/null < "$env" | grep -qF "XDG_RUNTIME_DIR=$runtime"; then
       kill "$pid" 2>/dev/null
     fi
   done
@@ -56,7 +60,7 @@ run_isolated() {
 
     "$SCANMINT_BIN" emulator > "$tmp/emulator.json" 2> "$tmp/emulator.log" &
     emu_pid=$!
-    trap 'kill $emu_pid 2>/dev/null; kill_run_processes "$XDG_RUNTIME_DIR"' EXIT
+    trap 'kill $emu_pid 2>/dev/null; kill_run_processes "$tmp/"' EXIT
     for _ in $(seq 1 200); do
       line="$(head -n 1 "$tmp/emulator.json" 2>/dev/null)"
       [[ "$line" == *"}"* ]] && break
@@ -110,12 +114,16 @@ suite() {
   rm -f "$log"
 }
 
-case "$which" in
-  jetbrains|all) suite jetbrains node --test --test-reporter=spec "$root/tests/jetbrains/replay.test.mjs" ;;&
-  vscode|all) suite vscode node "$root/tests/vscode/e2e.mjs" ;;
-  jetbrains) ;;
-  *) echo "usage: $0 [vscode|jetbrains|all]"; exit 2 ;;
-esac
+[[ $# -gt 0 ]] || set -- all
+for which in "$@"; do
+  case "$which" in
+    unit|all) suite vscode-unit bash -c "cd '$root/editors/vscode' && npm test --silent" ;;&
+    jetbrains|all) suite jetbrains node --test --test-reporter=spec "$root/tests/jetbrains/replay.test.mjs" ;;&
+    vscode|all) suite vscode node "$root/tests/vscode/e2e.mjs" ;;
+    unit|jetbrains) ;;
+    *) echo "usage: $0 [unit|jetbrains|vscode|all]..."; exit 2 ;;
+  esac
+done
 
 echo "$total_pass passed, $total_fail failed"
 [[ $total_fail -eq 0 ]]

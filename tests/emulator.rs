@@ -1175,7 +1175,7 @@ async fn admin_endpoint_lists_and_changes_state() {
 
     let faults = json!({"latency_ms": 0, "clock_offset_ms": -5000, "broaden_roles": true,
         "failures": {"delete": {"kind": {"status": 502}, "rate": 0.5}, "list": {"kind": "drop", "rate": 1.0}},
-        "lowercase_list": true, "error_envelope": "data"});
+        "lowercase_list": true, "error_envelope": "data", "hostile": null});
     let a = send(Method::PUT, "/faults", Some(faults.clone()))
         .await
         .unwrap();

@@ -27,6 +27,12 @@ use crate::store::{Store, Tier};
 
 /// Reconcile with the tenant this often even when nothing happens.
 const RECONCILE_EVERY_MS: i64 = 3600 * 1000;
+/// How long a mint waits to learn the tenant's clock before it goes ahead on ours.
+const CLOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A pending entry the tenant does not list yet is looked for again this soon...
+const PENDING_RECHECK_MS: i64 = 5_000;
+/// ...until no `generate` sent for it could still land (client timeouts are far shorter).
+const PENDING_SETTLE_MS: i64 = 120_000;
 /// The scheduler re-reads the wall clock at least this often, so a suspended laptop catches up.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// A key whose `validate` succeeded this recently is not validated again for another report.
@@ -52,13 +58,18 @@ pub struct BrokerError {
 
 impl BrokerError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        BrokerError { code: code.to_string(), message: message.into() }
+        BrokerError {
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn needs_login(profile: &str) -> Self {
         BrokerError::new(
             "needs_login",
-            format!("profile {profile:?} has no Primary key: run `scanmint login --profile {profile}`"),
+            format!(
+                "profile {profile:?} has no Primary key: log in (your editor's Log in command, or `scanmint login --profile {profile}`)"
+            ),
         )
     }
 
@@ -99,9 +110,16 @@ pub enum Event {
     /// The status of this profile changed.
     Status(String),
     /// A mint or rotation started (`Some(title)`) or ended (`None`).
-    Progress { profile: String, id: u64, title: Option<String> },
+    Progress {
+        profile: String,
+        id: u64,
+        title: Option<String>,
+    },
     /// A new key became active (deliver it), or the profile logged out (`generation` None).
-    KeyChanged { profile: String, generation: Option<u64> },
+    KeyChanged {
+        profile: String,
+        generation: Option<u64>,
+    },
 }
 
 /// What `scan_failed` found.
@@ -172,6 +190,10 @@ struct ProfileState {
     leases: HashMap<i64, usize>,
     validated_at: HashMap<i64, i64>,
     next_reconcile_ms: i64,
+    /// Consecutive failed reconciliations, and when the next may start (a reconcile asked for
+    /// "as soon as possible" still waits for this).
+    reconcile_failures: u32,
+    reconcile_retry_after_ms: i64,
 }
 
 /// The secret record of a Primary key in the store.
@@ -376,6 +398,21 @@ impl Broker {
         self.now() + tenant.clock_offset_ms()
     }
 
+    /// Before the first expiry is computed from the tenant's clock, make sure its offset is
+    /// measured: a cheap inventory read (of the Primary key's own record) carries a `Date`
+    /// header. Without it a fresh connection assumes offset 0, and a skewed tenant gets keys
+    /// that expire at the wrong time (or a login canary "in the past"). Errors are left to the
+    /// call that follows, which reports them properly.
+    async fn measure_clock(&self, tenant: &Arc<dyn Tenant>, primary_id: Option<i64>) {
+        if tenant.clock_offset_known() {
+            return;
+        }
+        // Bounded: a slow tenant must not hold a mint up here; without a measurement the mint
+        // goes ahead on our clock.
+        let probe = tenant.list(vec![Filter::ids(&[primary_id.unwrap_or_default()])]);
+        let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, probe).await;
+    }
+
     fn with_state<T>(&self, profile: &str, f: impl FnOnce(&mut ProfileState) -> T) -> T {
         let mut profiles = self.inner.profiles.lock().unwrap();
         f(profiles.entry(profile.to_string()).or_default())
@@ -388,14 +425,20 @@ impl Broker {
     /// Apply `f` to the ledger and write it to disk. A write failure is an error: the mint path
     /// must not call the tenant unless its pending entry is on disk.
     fn update_ledger<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, BrokerError> {
+        // All or nothing: the change is kept in memory only once it is on disk.
         let mut ledger = self.inner.ledger.lock().unwrap();
-        let out = f(&mut ledger);
-        self.inner.ledger_file.save(&ledger).map_err(|e| {
+        let mut changed = ledger.clone();
+        let out = f(&mut changed);
+        self.inner.ledger_file.save(&changed).map_err(|e| {
             BrokerError::new(
                 "ledger_unwritable",
-                format!("cannot write the ledger {}: {e}", self.inner.ledger_file.path().display()),
+                format!(
+                    "cannot write the ledger {}: {e}",
+                    self.inner.ledger_file.path().display()
+                ),
             )
         })?;
+        *ledger = changed;
         Ok(out)
     }
 
@@ -462,7 +505,9 @@ impl Broker {
             None => None,
         };
         let active = self.restore_minted(profile).await;
-        let store_failed = load_error.as_ref().is_some_and(|e| e.code == "store_unavailable");
+        let store_failed = load_error
+            .as_ref()
+            .is_some_and(|e| e.code == "store_unavailable");
         self.with_state(profile, |s| {
             if s.loaded {
                 return;
@@ -470,7 +515,10 @@ impl Broker {
             // A keychain that did not answer is tried again on the next call.
             s.loaded = !store_failed;
             s.tenant = tenant;
-            s.base_url = primary.as_ref().map(|pk| pk.base_url.clone()).or(p.base_url.clone());
+            s.base_url = primary
+                .as_ref()
+                .map(|pk| pk.base_url.clone())
+                .or(p.base_url.clone());
             s.primary_id = primary.as_ref().map(|pk| pk.key_id);
             s.primary_level = primary.as_ref().map(|pk| pk.security_level);
             s.storage = Some(storage);
@@ -487,7 +535,12 @@ impl Broker {
     async fn restore_minted(&self, profile: &str) -> Option<ActiveKey> {
         let entry = self.with_ledger(|l| l.active(profile).cloned())?;
         let id = entry.id?;
-        let raw = self.inner.store.get(&minted_account(profile)).await.ok()??;
+        let raw = self
+            .inner
+            .store
+            .get(&minted_account(profile))
+            .await
+            .ok()??;
         let stored: StoredMinted = serde_json::from_str(raw.expose()).ok()?;
         (stored.id == id).then_some(ActiveKey {
             id,
@@ -500,7 +553,10 @@ impl Broker {
 
     fn tenant_of(&self, profile: &str) -> Result<Arc<dyn Tenant>, BrokerError> {
         self.with_state(profile, |s| match (&s.tenant, s.refused) {
-            (Some(_), true) => Err(s.last_error.clone().unwrap_or_else(|| BrokerError::needs_login(profile))),
+            (Some(_), true) => Err(s
+                .last_error
+                .clone()
+                .unwrap_or_else(|| BrokerError::needs_login(profile))),
             (Some(t), false) => Ok(t.clone()),
             (None, _) => Err(BrokerError::needs_login(profile)),
         })
@@ -508,7 +564,9 @@ impl Broker {
 
     /// The current key if it stays valid for `min_valid_ms` by the tenant's clock.
     fn valid_active(&self, profile: &str, min_valid_ms: i64) -> Option<Credentials> {
-        let offset = self.with_state(profile, |s| s.tenant.as_ref().map(|t| t.clock_offset_ms()).unwrap_or(0));
+        let offset = self.with_state(profile, |s| {
+            s.tenant.as_ref().map(|t| t.clock_offset_ms()).unwrap_or(0)
+        });
         let now = self.now() + offset;
         self.with_state(profile, |s| {
             let a = s.active.as_ref()?;
@@ -526,8 +584,14 @@ impl Broker {
 
     /// A key valid for at least `min_valid`: the cached one, or a new one. Concurrent callers
     /// share one mint.
-    pub async fn credentials(&self, profile: &str, min_valid: Duration) -> Result<Credentials, BrokerError> {
-        let min_valid_ms = min_valid.as_millis() as i64;
+    pub async fn credentials(
+        &self,
+        profile: &str,
+        min_valid: Duration,
+    ) -> Result<Credentials, BrokerError> {
+        // A fresh key must satisfy the caller, or every call would mint: cap the ask at half a TTL.
+        let ttl_ms = self.profile(profile).ttl.as_millis() as i64;
+        let min_valid_ms = (min_valid.as_millis() as i64).min(ttl_ms / 2);
         self.load(profile).await;
         if let Some(c) = self.valid_active(profile, min_valid_ms) {
             return Ok(c);
@@ -540,7 +604,9 @@ impl Broker {
         }
         // After a transient failure, callers get the error until the backoff ends: no tight loop.
         let backoff = self.with_state(profile, |s| {
-            (s.failures > 0 && self.now() < s.retry_after_ms).then(|| s.last_error.clone()).flatten()
+            (s.failures > 0 && self.now() < s.retry_after_ms)
+                .then(|| s.last_error.clone())
+                .flatten()
         });
         if let Some(e) = backoff {
             return Err(e);
@@ -559,7 +625,11 @@ impl Broker {
     /// Mark `key_id` as in use until the returned lease is dropped.
     pub fn lease(&self, profile: &str, key_id: i64) -> Lease {
         self.with_state(profile, |s| *s.leases.entry(key_id).or_default() += 1);
-        Lease { broker: self.clone(), profile: profile.to_string(), key_id }
+        Lease {
+            broker: self.clone(),
+            profile: profile.to_string(),
+            key_id,
+        }
     }
 
     /// Mint, with the mint lock held, and record the outcome in the profile's state.
@@ -568,10 +638,27 @@ impl Broker {
         let p = self.profile(profile);
         let had_key = self.with_state(profile, |s| s.active.is_some());
         let rotating = rotating || had_key;
-        self.with_state(profile, |s| s.phase = if rotating { Phase::Rotating } else { Phase::Minting });
-        let progress = self.inner.progress_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let title = if rotating { "scanmint: rotating key" } else { "scanmint: minting key" };
-        self.emit(Event::Progress { profile: profile.into(), id: progress, title: Some(title.into()) });
+        self.with_state(profile, |s| {
+            s.phase = if rotating {
+                Phase::Rotating
+            } else {
+                Phase::Minting
+            }
+        });
+        let progress = self
+            .inner
+            .progress_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let title = if rotating {
+            "scanmint: rotating key"
+        } else {
+            "scanmint: minting key"
+        };
+        self.emit(Event::Progress {
+            profile: profile.into(),
+            id: progress,
+            title: Some(title.into()),
+        });
         self.emit_status(profile);
 
         let result = self.mint_verified(&tenant, &p).await;
@@ -598,14 +685,24 @@ impl Broker {
                 }
             }
         });
-        self.emit(Event::Progress { profile: profile.into(), id: progress, title: None });
+        self.emit(Event::Progress {
+            profile: profile.into(),
+            id: progress,
+            title: None,
+        });
         self.emit_status(profile);
         self.inner.wake.notify_one();
         match result {
             Ok(active) => {
-                self.emit(Event::KeyChanged { profile: profile.into(), generation: Some(active.generation) });
+                self.emit(Event::KeyChanged {
+                    profile: profile.into(),
+                    generation: Some(active.generation),
+                });
                 Ok(self.valid_active(profile, 0).ok_or_else(|| {
-                    BrokerError::new("expired", "the new key expired before it could be used: check the clocks")
+                    BrokerError::new(
+                        "expired",
+                        "the new key expired before it could be used: check the clocks",
+                    )
                 })?)
             }
             Err((e, _)) => Err(e),
@@ -618,12 +715,18 @@ impl Broker {
         tenant: &Arc<dyn Tenant>,
         p: &Profile,
     ) -> Result<ActiveKey, (BrokerError, Option<ErrorKind>)> {
+        let primary_id = self.with_state(&p.name, |s| s.primary_id);
+        self.measure_clock(tenant, primary_id).await;
         let now = self.tenant_now(tenant);
         let ttl_ms = p.ttl.as_millis() as i64;
         let expires_ms = now + ttl_ms;
         let jitter: f64 = rand::rng().random_range(0.9..1.1);
         let rotate_at_ms = now + ((ttl_ms as f64) * (p.rotate_at * jitter).min(0.97)) as i64;
-        let tag = format!("{}{}", self.tag_prefix(&p.name), secret::random_alphanumeric(16));
+        let tag = format!(
+            "{}{}",
+            self.tag_prefix(&p.name),
+            secret::random_alphanumeric(16)
+        );
         let generation = self
             .update_ledger(|l| {
                 let generation = l.next_generation(&p.name);
@@ -656,8 +759,13 @@ impl Broker {
             Err(e) => {
                 // A refusal minted nothing; anything else may have: leave the entry pending so
                 // reconciliation finds the key by its tag and revokes it.
-                if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Forbidden | ErrorKind::Unauthorized | ErrorKind::PaymentRequired)
-                    || (e.kind == ErrorKind::Server && e.status == Some(500))
+                if matches!(
+                    e.kind,
+                    ErrorKind::BadRequest
+                        | ErrorKind::Forbidden
+                        | ErrorKind::Unauthorized
+                        | ErrorKind::PaymentRequired
+                ) || (e.kind == ErrorKind::Server && e.status == Some(500))
                 {
                     let _ = self.update_ledger(|l| {
                         if let Some(k) = l.key_mut(&tag) {
@@ -682,12 +790,23 @@ impl Broker {
 
         if let Err(why) = self.verify(tenant, id, p, expires_ms).await {
             tracing::warn!(key_id = id, reason = %why.message, "minted key failed verification; revoking it");
-            self.revoke_ids(tenant, &p.name, &[id], "failed verification").await;
+            self.revoke_ids(tenant, &p.name, &[id], "failed verification")
+                .await;
             return Err((why, None));
         }
 
-        let stored = StoredMinted { id, key: reply.key.clone(), expires_ms, generation };
-        if let Err(e) = self.inner.store.set(&minted_account(&p.name), &to_secret_json(&stored)).await {
+        let stored = StoredMinted {
+            id,
+            key: reply.key.clone(),
+            expires_ms,
+            generation,
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .set(&minted_account(&p.name), &to_secret_json(&stored))
+            .await
+        {
             // Still usable from memory; at the next start it is revoked as a key we cannot use.
             tracing::warn!(error = %e, "cannot cache the minted key in the store");
         }
@@ -696,7 +815,11 @@ impl Broker {
         let local_now = self.now();
         let grace_ms = p.grace.as_millis() as i64;
         let _ = self.update_ledger(|l| {
-            for k in l.keys.iter_mut().filter(|k| k.profile == p.name && k.state == KeyState::Active) {
+            for k in l
+                .keys
+                .iter_mut()
+                .filter(|k| k.profile == p.name && k.state == KeyState::Active)
+            {
                 k.state = KeyState::Retiring;
                 k.retire_at_ms = Some((local_now + grace_ms).min(k.expires_ms));
             }
@@ -705,24 +828,58 @@ impl Broker {
             }
         });
         tracing::info!(key_id = id, generation, fingerprint = %reply.key.fingerprint(), "minted and verified a new key");
-        Ok(ActiveKey { id, key: reply.key, expires_ms, generation, role: p.role.clone() })
+        Ok(ActiveKey {
+            id,
+            key: reply.key,
+            expires_ms,
+            generation,
+            role: p.role.clone(),
+        })
     }
 
     /// The seed's last step: the key in the inventory must be exactly what was asked for.
-    async fn verify(&self, tenant: &Arc<dyn Tenant>, id: i64, p: &Profile, expires_ms: i64) -> Result<(), BrokerError> {
-        let records = tenant
-            .list(vec![Filter::ids(&[id])])
-            .await
-            .map_err(|e| BrokerError::new("unverified", format!("cannot verify the new key, so it is not used: {}", e.message)))?;
-        let record = records
-            .iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| BrokerError::new("unverified", format!("the new key {id} is missing from the tenant's inventory")))?;
+    async fn verify(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        id: i64,
+        p: &Profile,
+        expires_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let records = tenant.list(vec![Filter::ids(&[id])]).await.map_err(|e| {
+            BrokerError::new(
+                "unverified",
+                format!(
+                    "cannot verify the new key, so it is not used: {}",
+                    e.message
+                ),
+            )
+        })?;
+        let mut matching = records.iter().filter(|r| r.id == id);
+        let record = matching.next().ok_or_else(|| {
+            BrokerError::new(
+                "unverified",
+                format!("the new key {id} is missing from the tenant's inventory"),
+            )
+        })?;
+        if matching.next().is_some() {
+            return Err(BrokerError::new(
+                "unverified",
+                format!(
+                    "the tenant's inventory lists the new key {id} more than once; it cannot be verified, so it is not used"
+                ),
+            ));
+        }
         check_record(record, p, expires_ms)
     }
 
     /// Delete keys now; failures wait in the outbox. Marks them revoked in the ledger.
-    async fn revoke_ids(&self, tenant: &Arc<dyn Tenant>, profile: &str, ids: &[i64], why: &str) -> Vec<i64> {
+    async fn revoke_ids(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        ids: &[i64],
+        why: &str,
+    ) -> Vec<i64> {
         if ids.is_empty() {
             return Vec::new();
         }
@@ -746,7 +903,11 @@ impl Broker {
                             k.state = KeyState::Retiring;
                             k.retire_at_ms = Some(now);
                         }
-                        let attempts = l.outbox.iter().find(|o| o.id == id).map_or(0, |o| o.attempts);
+                        let attempts = l
+                            .outbox
+                            .iter()
+                            .find(|o| o.id == id)
+                            .map_or(0, |o| o.attempts);
                         l.queue_delete(id, profile, &e.message, now + backoff_ms(attempts + 1));
                     }
                 }
@@ -778,7 +939,11 @@ impl Broker {
 
     /// The scanner could not authenticate with `key_id`: validate it, and replace it if the
     /// tenant rejects it.
-    pub async fn scan_failed(&self, profile: &str, key_id: i64) -> Result<ScanFailure, BrokerError> {
+    pub async fn scan_failed(
+        &self,
+        profile: &str,
+        key_id: i64,
+    ) -> Result<ScanFailure, BrokerError> {
         self.load(profile).await;
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
@@ -787,7 +952,11 @@ impl Broker {
             return Ok(ScanFailure::AlreadyReplaced);
         };
         let now = self.now();
-        if self.with_state(profile, |s| s.validated_at.get(&key_id).is_some_and(|t| now - t < VALIDATED_FRESH_MS)) {
+        if self.with_state(profile, |s| {
+            s.validated_at
+                .get(&key_id)
+                .is_some_and(|t| now - t < VALIDATED_FRESH_MS)
+        }) {
             return Ok(ScanFailure::KeyWorks);
         }
         let tenant = self.tenant_of(profile)?;
@@ -796,7 +965,8 @@ impl Broker {
             return Ok(ScanFailure::KeyWorks);
         }
         tracing::warn!(key_id, "the tenant rejects the active key; replacing it");
-        self.revoke_ids(&tenant, profile, &[key_id], "rejected by the tenant").await;
+        self.revoke_ids(&tenant, profile, &[key_id], "rejected by the tenant")
+            .await;
         self.with_state(profile, |s| s.active = None);
         let _ = self.update_ledger(|l| {
             if let Some(k) = l.by_id_mut(key_id) {
@@ -810,7 +980,11 @@ impl Broker {
     /// Check a Primary key against the tenant and store it. The check is a canary: a short-lived
     /// key of the configured role, minted, verified and deleted again, which proves the key has
     /// Public API View/Edit and may grant that role.
-    pub async fn login(&self, profile: &str, req: LoginRequest) -> Result<LoginOutcome, BrokerError> {
+    pub async fn login(
+        &self,
+        profile: &str,
+        req: LoginRequest,
+    ) -> Result<LoginOutcome, BrokerError> {
         let p = self.profile(profile);
         let base_url = req
             .base_url
@@ -819,7 +993,10 @@ impl Broker {
             .or(p.base_url.clone())
             .ok_or_else(|| BrokerError::new("config", "no tenant URL: pass --base-url (copy it from the console, e.g. https://api-acme.xdr.us.paloaltonetworks.com) or set base_url in the profile"))?;
         if req.key.is_empty() || req.key_id <= 0 {
-            return Err(BrokerError::new("config", "a Primary key needs a positive integer key id and a non-empty secret"));
+            return Err(BrokerError::new(
+                "config",
+                "a Primary key needs a positive integer key id and a non-empty secret",
+            ));
         }
         let primary = PrimaryKey {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -827,14 +1004,21 @@ impl Broker {
             key: req.key,
             security_level: req.security_level,
         };
-        let tenant = self.inner.connector.connect(&primary, p.ca_file.as_deref())?;
+        let tenant = self
+            .inner
+            .connector
+            .connect(&primary, p.ca_file.as_deref())?;
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
 
         // The canary, through the same crash-safe ledger path as every mint.
-        let (canary, _) = self.canary(&tenant, &p).await?;
+        let (canary, _) = self.canary(&tenant, &p, primary.key_id).await?;
         let mut notes = Vec::new();
-        if self.revoke_ids(&tenant, profile, &[canary], "login canary").await.is_empty() {
+        if self
+            .revoke_ids(&tenant, profile, &[canary], "login canary")
+            .await
+            .is_empty()
+        {
             notes.push(format!("could not delete the login canary key {canary} yet; it is queued and expires within 2 minutes"));
         }
         notes.extend(primary_key_notes(&tenant, &primary).await);
@@ -849,7 +1033,12 @@ impl Broker {
             .store
             .set(&primary_account(profile), &to_secret_json(&record))
             .await
-            .map_err(|e| BrokerError::new("store_unavailable", format!("the key works, but storing it failed: {e}")))?;
+            .map_err(|e| {
+                BrokerError::new(
+                    "store_unavailable",
+                    format!("the key works, but storing it failed: {e}"),
+                )
+            })?;
         let storage = self.inner.store.tier();
         self.with_state(profile, |s| {
             s.loaded = true;
@@ -866,13 +1055,27 @@ impl Broker {
         self.emit_status(profile);
         self.inner.wake.notify_one();
         tracing::info!(profile, storage = storage.as_str(), "logged in");
-        Ok(LoginOutcome { profile: profile.to_string(), storage, notes })
+        Ok(LoginOutcome {
+            profile: profile.to_string(),
+            storage,
+            notes,
+        })
     }
 
     /// Mint, verify and return the id of a short-lived key; it is not stored and not active.
-    async fn canary(&self, tenant: &Arc<dyn Tenant>, p: &Profile) -> Result<(i64, Secret), BrokerError> {
+    async fn canary(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        p: &Profile,
+        primary_id: i64,
+    ) -> Result<(i64, Secret), BrokerError> {
+        self.measure_clock(tenant, Some(primary_id)).await;
         let now = self.tenant_now(tenant);
-        let tag = format!("{}canary-{}", self.tag_prefix(&p.name), secret::random_alphanumeric(12));
+        let tag = format!(
+            "{}canary-{}",
+            self.tag_prefix(&p.name),
+            secret::random_alphanumeric(12)
+        );
         let expires_ms = now + CANARY_TTL_MS;
         self.update_ledger(|l| {
             l.keys.push(LedgerKey {
@@ -914,7 +1117,13 @@ impl Broker {
             }
         });
         if let Err(why) = self.verify(tenant, reply.id, p, expires_ms).await {
-            self.revoke_ids(tenant, &p.name, &[reply.id], "login canary failed verification").await;
+            self.revoke_ids(
+                tenant,
+                &p.name,
+                &[reply.id],
+                "login canary failed verification",
+            )
+            .await;
             return Err(why);
         }
         Ok((reply.id, reply.key))
@@ -929,14 +1138,26 @@ impl Broker {
         let (id, key) = {
             let lock = self.mint_lock(profile);
             let _guard = lock.lock().await;
-            self.canary(&tenant, &p).await?
+            let primary_id = self
+                .with_state(profile, |s| s.primary_id)
+                .unwrap_or_default();
+            self.canary(&tenant, &p, primary_id).await?
         };
         let works = tenant.validate(id, &key).await;
-        let revoked = !self.revoke_ids(&tenant, profile, &[id], "doctor canary").await.is_empty();
+        let revoked = !self
+            .revoke_ids(&tenant, profile, &[id], "doctor canary")
+            .await
+            .is_empty();
         match works {
             Ok(true) if revoked => Ok(id),
-            Ok(true) => Err(BrokerError::new("revoke_failed", format!("canary {id} works but could not be revoked yet (queued)"))),
-            Ok(false) => Err(BrokerError::new("canary_rejected", format!("the tenant minted canary {id} but does not accept it"))),
+            Ok(true) => Err(BrokerError::new(
+                "revoke_failed",
+                format!("canary {id} works but could not be revoked yet (queued)"),
+            )),
+            Ok(false) => Err(BrokerError::new(
+                "canary_rejected",
+                format!("the tenant minted canary {id} but does not accept it"),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -951,12 +1172,23 @@ impl Broker {
         };
         let store = &self.inner.store;
         let _ = store.delete(&minted_account(profile)).await;
-        store
-            .delete(&primary_account(profile))
-            .await
-            .map_err(|e| BrokerError::new("store_unavailable", format!("keys revoked, but forgetting the Primary key failed: {e}")))?;
-        self.with_state(profile, |s| *s = ProfileState { loaded: true, storage: Some(store.tier()), ..Default::default() });
-        self.emit(Event::KeyChanged { profile: profile.into(), generation: None });
+        store.delete(&primary_account(profile)).await.map_err(|e| {
+            BrokerError::new(
+                "store_unavailable",
+                format!("keys revoked, but forgetting the Primary key failed: {e}"),
+            )
+        })?;
+        self.with_state(profile, |s| {
+            *s = ProfileState {
+                loaded: true,
+                storage: Some(store.tier()),
+                ..Default::default()
+            }
+        });
+        self.emit(Event::KeyChanged {
+            profile: profile.into(),
+            generation: None,
+        });
         self.emit_status(profile);
         Ok(revoked)
     }
@@ -972,14 +1204,24 @@ impl Broker {
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
         let ids: Vec<i64> = self.with_ledger(|l| l.live(profile).filter_map(|k| k.id).collect());
-        let revoked = self.revoke_ids(&tenant, profile, &ids, "revoked on request").await;
-        if revoked.len() != ids.len() {
-            return Err(BrokerError::new("revoke_failed", "the tenant did not accept the revocation; it is queued and will be retried"));
-        }
+        let revoked = self
+            .revoke_ids(&tenant, profile, &ids, "revoked on request")
+            .await;
+        // Asked to go, so never handed out again, even while a failed delete waits in the
+        // outbox: the next request mints a fresh key.
         self.with_state(profile, |s| s.active = None);
         let _ = self.inner.store.delete(&minted_account(profile)).await;
-        self.emit(Event::KeyChanged { profile: profile.into(), generation: None });
+        self.emit(Event::KeyChanged {
+            profile: profile.into(),
+            generation: None,
+        });
         self.emit_status(profile);
+        if revoked.len() != ids.len() {
+            return Err(BrokerError::new(
+                "revoke_failed",
+                "the tenant did not accept the revocation; it is queued and will be retried",
+            ));
+        }
         Ok(revoked)
     }
 
@@ -991,14 +1233,26 @@ impl Broker {
         let mut ids: Vec<i64> = self.with_ledger(|l| {
             l.live(profile)
                 .filter_map(|k| k.id)
-                .chain(l.outbox.iter().filter(|o| o.profile == profile).map(|o| o.id))
+                .chain(
+                    l.outbox
+                        .iter()
+                        .filter(|o| o.profile == profile)
+                        .map(|o| o.id),
+                )
                 .collect()
         });
         let on_tenant = tenant.list(vec![]).await?;
-        ids.extend(on_tenant.iter().filter(|r| tagged(r, &prefix)).map(|r| r.id));
+        ids.extend(
+            on_tenant
+                .iter()
+                .filter(|r| tagged(r, &prefix))
+                .map(|r| r.id),
+        );
         ids.sort();
         ids.dedup();
-        let revoked = self.revoke_ids(&tenant, profile, &ids, "revoked on logout").await;
+        let revoked = self
+            .revoke_ids(&tenant, profile, &ids, "revoked on logout")
+            .await;
         if revoked.len() != ids.len() {
             return Err(BrokerError::new(
                 "revoke_failed",
@@ -1006,7 +1260,11 @@ impl Broker {
             ));
         }
         let _ = self.update_ledger(|l| {
-            for k in l.keys.iter_mut().filter(|k| k.profile == profile && k.state != KeyState::Revoked) {
+            for k in l
+                .keys
+                .iter_mut()
+                .filter(|k| k.profile == profile && k.state != KeyState::Revoked)
+            {
                 k.state = KeyState::Revoked;
                 k.note.get_or_insert_with(|| "revoked on logout".into());
             }
@@ -1021,10 +1279,10 @@ impl Broker {
         self.load(profile).await;
         let tenant = self.tenant_of(profile)?;
         let p = self.profile(profile);
-        let lock = self.mint_lock(profile);
-        let _guard = lock.lock().await;
-        let now = self.tenant_now(&tenant);
         let prefix = self.tag_prefix(profile);
+        // List without the mint lock (a slow tenant must not block mints), decide with it: a
+        // key minted meanwhile is active in the ledger by then, so it is never taken for an orphan.
+        let listed_at = self.tenant_now(&tenant);
         let records = match tenant.list(vec![]).await {
             Ok(r) => r,
             Err(e) => {
@@ -1032,12 +1290,18 @@ impl Broker {
                 return Err(e.into());
             }
         };
+        let lock = self.mint_lock(profile);
+        let _guard = lock.lock().await;
+        let now = self.tenant_now(&tenant);
         let active_id = self.with_state(profile, |s| s.active.as_ref().map(|a| a.id));
         let mut report = ReconcileReport::default();
         let mut orphans = Vec::new();
         let ledger = self.ledger_snapshot();
         for record in records.iter().filter(|r| tagged(r, &prefix)) {
-            let entry = ledger.keys.iter().find(|k| k.id == Some(record.id) || record.comment.as_deref() == Some(&k.tag));
+            let entry = ledger
+                .keys
+                .iter()
+                .find(|k| k.id == Some(record.id) || record.comment.as_deref() == Some(&k.tag));
             let keep = match entry {
                 // The active key counts only if we hold its secret (a memory store forgets).
                 Some(k) if k.state == KeyState::Active => active_id == Some(record.id),
@@ -1050,13 +1314,28 @@ impl Broker {
             }
         }
         // Ledger keys the tenant no longer lists: deleted elsewhere, or expired and purged.
+        // Only keys older than the listing can be judged by it.
         let listed: Vec<i64> = records.iter().map(|r| r.id).collect();
+        let mut unresolved = false;
         let _ = self.update_ledger(|l| {
-            for k in l.keys.iter_mut().filter(|k| k.profile == profile) {
+            for k in l
+                .keys
+                .iter_mut()
+                .filter(|k| k.profile == profile && k.created_ms < listed_at)
+            {
                 let gone = match k.id {
                     Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
-                    // Pending without an id and not on the tenant: generate never landed.
-                    None => k.state == KeyState::Pending && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)),
+                    // Pending without an id and not on the tenant: generate never landed, unless
+                    // it is still in flight (a killed process's request can land after it died):
+                    // look again soon, and give up once no request could still be in flight.
+                    None if k.state == KeyState::Pending
+                        && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
+                    {
+                        let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
+                        unresolved |= !settled;
+                        settled
+                    }
+                    None => false,
                 };
                 if gone {
                     k.state = KeyState::Revoked;
@@ -1086,10 +1365,25 @@ impl Broker {
         orphans.sort();
         orphans.dedup();
         if !orphans.is_empty() {
-            tracing::info!(?orphans, "reconcile: revoking keys the ledger does not hold");
-            report.revoked = self.revoke_ids(&tenant, profile, &orphans, "reconciled: not held by this machine").await;
+            tracing::info!(
+                ?orphans,
+                "reconcile: revoking keys the ledger does not hold"
+            );
+            report.revoked = self
+                .revoke_ids(
+                    &tenant,
+                    profile,
+                    &orphans,
+                    "reconciled: not held by this machine",
+                )
+                .await;
         }
-        self.with_state(profile, |s| s.next_reconcile_ms = self.now() + RECONCILE_EVERY_MS);
+        let next = if unresolved {
+            PENDING_RECHECK_MS
+        } else {
+            RECONCILE_EVERY_MS
+        };
+        self.with_state(profile, |s| s.next_reconcile_ms = self.now() + next);
         if !report.revoked.is_empty() || !report.forgotten.is_empty() {
             self.emit_status(profile);
         }
@@ -1129,7 +1423,10 @@ impl Broker {
             let last_error = s.last_error.clone().or_else(|| {
                 (s.tenant.is_none()).then(|| {
                     let e = BrokerError::needs_login(profile);
-                    BrokerError { code: e.code, message: e.message }
+                    BrokerError {
+                        code: e.code,
+                        message: e.message,
+                    }
                 })
             });
             StatusReport {
@@ -1138,7 +1435,10 @@ impl Broker {
                 base_url: s.base_url.clone(),
                 storage: s.storage.unwrap_or(store_tier).as_str().to_string(),
                 key,
-                last_error: last_error.map(|e| StatusError { code: e.code, message: e.message }),
+                last_error: last_error.map(|e| StatusError {
+                    code: e.code,
+                    message: e.message,
+                }),
             }
         })
     }
@@ -1146,7 +1446,9 @@ impl Broker {
     /// Facts about the Primary key, for `doctor`.
     pub async fn primary_info(&self, profile: &str) -> Option<(i64, SecurityLevel, Tier)> {
         self.load(profile).await;
-        self.with_state(profile, |s| Some((s.primary_id?, s.primary_level?, s.storage?)))
+        self.with_state(profile, |s| {
+            Some((s.primary_id?, s.primary_level?, s.storage?))
+        })
     }
 
     /// The tenant connection of a logged-in profile (for `doctor`).
@@ -1170,25 +1472,48 @@ impl Broker {
     }
 
     async fn tick_profile(&self, profile: &str) -> i64 {
-        let Ok(tenant) = self.tenant_of(profile) else { return i64::MAX };
+        let Ok(tenant) = self.tenant_of(profile) else {
+            return i64::MAX;
+        };
         let now = self.now();
         let mut next = i64::MAX;
 
         // Reconcile: at start, hourly, and soon after an uncertain generate.
-        if self.with_state(profile, |s| s.next_reconcile_ms <= now) {
-            if let Err(e) = self.reconcile(profile).await {
-                tracing::warn!(profile, error = %e, "reconcile failed");
-                self.with_state(profile, |s| s.next_reconcile_ms = now + backoff_ms(3));
+        if self.with_state(profile, |s| {
+            s.next_reconcile_ms.max(s.reconcile_retry_after_ms) <= now
+        }) {
+            match self.reconcile(profile).await {
+                Ok(_) => self.with_state(profile, |s| {
+                    s.reconcile_failures = 0;
+                    s.reconcile_retry_after_ms = 0;
+                }),
+                Err(e) => {
+                    tracing::warn!(profile, error = %e, "reconcile failed");
+                    // Back off more after each failure, counted from when this attempt (with its
+                    // retries) ended; a failed generate asking for a reconcile waits for it too.
+                    let ended = self.now();
+                    self.with_state(profile, |s| {
+                        s.reconcile_failures += 1;
+                        s.reconcile_retry_after_ms = ended + backoff_ms(s.reconcile_failures + 2);
+                    });
+                }
             }
         }
-        next = next.min(self.with_state(profile, |s| s.next_reconcile_ms));
+        next = next.min(self.with_state(profile, |s| {
+            s.next_reconcile_ms.max(s.reconcile_retry_after_ms)
+        }));
 
         // Outbox: failed deletes, with backoff.
         let due: Vec<i64> = self.with_ledger(|l| {
-            l.outbox.iter().filter(|o| o.profile == profile && o.next_try_ms <= now).map(|o| o.id).collect()
+            l.outbox
+                .iter()
+                .filter(|o| o.profile == profile && o.next_try_ms <= now)
+                .map(|o| o.id)
+                .collect()
         });
         if !due.is_empty() {
-            self.revoke_ids(&tenant, profile, &due, "revoked (retried)").await;
+            self.revoke_ids(&tenant, profile, &due, "revoked (retried)")
+                .await;
         }
 
         // Retiring keys: revoke once their users are gone, or when grace ends.
@@ -1209,18 +1534,21 @@ impl Broker {
             }
         }
         if !retire_now.is_empty() {
-            self.revoke_ids(&tenant, profile, &retire_now, "retired after rotation").await;
+            self.revoke_ids(&tenant, profile, &retire_now, "retired after rotation")
+                .await;
             self.emit_status(profile);
         }
 
         // Rotation of the active key at its (jittered) point, unless failing or refused.
         let rotate_at = self.with_ledger(|l| l.active(profile).map(|k| k.rotate_at_ms));
-        let (retry_after, refused, has_active) =
-            self.with_state(profile, |s| (s.retry_after_ms, s.refused, s.active.is_some()));
+        let (retry_after, refused, has_active) = self.with_state(profile, |s| {
+            (s.retry_after_ms, s.refused, s.active.is_some())
+        });
         if let Some(rotate_at) = rotate_at.filter(|_| has_active && !refused) {
-            let due_at = rotate_at.max(retry_after);
-            let tenant_now = self.tenant_now(&tenant);
-            if tenant_now >= due_at {
+            // The rotation point is on the tenant's clock, the backoff on ours: compare on ours,
+            // or a tenant whose clock runs ahead would skip the backoff altogether.
+            let due_at = (rotate_at - tenant.clock_offset_ms()).max(retry_after);
+            if self.now() >= due_at {
                 let lock = self.mint_lock(profile);
                 let _guard = lock.lock().await;
                 if let Err(e) = self.mint_now(profile, true).await {
@@ -1228,11 +1556,17 @@ impl Broker {
                 }
                 next = next.min(self.now() + 1000);
             } else {
-                next = next.min(due_at - tenant.clock_offset_ms());
+                next = next.min(due_at);
             }
         }
 
-        let outbox_next = self.with_ledger(|l| l.outbox.iter().filter(|o| o.profile == profile).map(|o| o.next_try_ms).min());
+        let outbox_next = self.with_ledger(|l| {
+            l.outbox
+                .iter()
+                .filter(|o| o.profile == profile)
+                .map(|o| o.next_try_ms)
+                .min()
+        });
         next.min(outbox_next.unwrap_or(i64::MAX))
     }
 
@@ -1252,13 +1586,22 @@ impl Broker {
     /// Record a problem found outside the lifecycle (delivery, say) so every editor sees it.
     pub fn report_problem(&self, profile: &str, code: &str, message: &str) {
         tracing::warn!(profile, code, message, "problem reported");
-        self.with_state(profile, |s| s.last_error = Some(BrokerError::new(code, message)));
+        self.with_state(profile, |s| {
+            s.last_error = Some(BrokerError::new(code, message))
+        });
         self.emit_status(profile);
     }
 
     /// Finish in-flight mints (bounded), then write the ledger.
     pub async fn shutdown(&self) {
-        let locks: Vec<_> = self.inner.mint_locks.lock().unwrap().values().cloned().collect();
+        let locks: Vec<_> = self
+            .inner
+            .mint_locks
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
         for lock in locks {
             let _ = tokio::time::timeout(Duration::from_secs(10), lock.lock_owned()).await;
         }
@@ -1274,7 +1617,10 @@ impl Broker {
 }
 
 fn tagged(record: &KeyRecord, prefix: &str) -> bool {
-    record.comment.as_deref().is_some_and(|c| c.starts_with(prefix))
+    record
+        .comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with(prefix))
 }
 
 /// The inventory record of a fresh key must match the request exactly.
@@ -1295,7 +1641,10 @@ fn check_record(record: &KeyRecord, p: &Profile, expires_ms: i64) -> Result<(), 
     {
         return Err(BrokerError::new(
             "wrong_level",
-            format!("the new key {} has security level {level:?}; scanners need Standard; the key was revoked", record.id),
+            format!(
+                "the new key {} has security level {level:?}; scanners need Standard; the key was revoked",
+                record.id
+            ),
         ));
     }
     match record.expiration {
@@ -1314,11 +1663,17 @@ fn explain_generate_error(e: &PapiError, p: &Profile) -> BrokerError {
     match e.kind {
         ErrorKind::Forbidden => BrokerError::new(
             "primary_refused",
-            format!("the Primary key may not mint keys with the role {:?}: {}. {PRIMARY_KEY_GUIDANCE}", p.role, e.message),
+            format!(
+                "the Primary key may not mint keys with the role {:?}: {}. {PRIMARY_KEY_GUIDANCE}",
+                p.role, e.message
+            ),
         ),
         ErrorKind::Unauthorized => BrokerError::new(
             "primary_refused",
-            format!("the tenant does not accept the Primary key (wrong id or secret, expired or deleted): run `scanmint login` again. ({})", e.message),
+            format!(
+                "the tenant does not accept the Primary key (wrong id or secret, expired or deleted): run `scanmint login` again. ({})",
+                e.message
+            ),
         ),
         ErrorKind::Server if e.status == Some(500) => BrokerError::new(
             "tenant_rejected",
@@ -1335,11 +1690,17 @@ fn explain_generate_error(e: &PapiError, p: &Profile) -> BrokerError {
 async fn primary_key_notes(tenant: &Arc<dyn Tenant>, primary: &PrimaryKey) -> Vec<String> {
     let mut notes = Vec::new();
     if primary.security_level == SecurityLevel::Standard {
-        notes.push("the Primary key is Standard; an Advanced key is safer for it (replay protection)".into());
+        notes.push(
+            "the Primary key is Standard; an Advanced key is safer for it (replay protection)"
+                .into(),
+        );
     }
     if let Ok(records) = tenant.list(vec![Filter::ids(&[primary.key_id])]).await
         && let Some(r) = records.iter().find(|r| r.id == primary.key_id)
-        && let Some(admin) = r.roles.iter().find(|role| ADMIN_ROLES.contains(&role.as_str()))
+        && let Some(admin) = r
+            .roles
+            .iter()
+            .find(|role| ADMIN_ROLES.contains(&role.as_str()))
     {
         notes.push(format!(
             "the Primary key holds the admin role {admin:?} (Path A); a narrower \"Public API (PAPI) Edit\" role with the CLI roles (Path B) limits the damage if it leaks"
@@ -1383,18 +1744,58 @@ mod tests {
     #[test]
     fn verification_demands_exactly_what_was_asked() {
         let p = Profile::defaults("p");
-        assert!(check_record(&record(&[crate::config::DEFAULT_ROLE], Some("standard"), Some(1000)), &p, 1000).is_ok());
-        let broad = check_record(&record(&[crate::config::DEFAULT_ROLE, "Instance Administrator"], None, Some(1000)), &p, 1000)
-            .unwrap_err();
+        assert!(
+            check_record(
+                &record(&[crate::config::DEFAULT_ROLE], Some("standard"), Some(1000)),
+                &p,
+                1000
+            )
+            .is_ok()
+        );
+        let broad = check_record(
+            &record(
+                &[crate::config::DEFAULT_ROLE, "Instance Administrator"],
+                None,
+                Some(1000),
+            ),
+            &p,
+            1000,
+        )
+        .unwrap_err();
         assert_eq!(broad.code, "too_broad");
-        assert!(broad.message.contains("Instance Administrator"), "{}", broad.message);
+        assert!(
+            broad.message.contains("Instance Administrator"),
+            "{}",
+            broad.message
+        );
         assert_eq!(
-            check_record(&record(&[crate::config::DEFAULT_ROLE], Some("Advanced"), Some(1000)), &p, 1000).unwrap_err().code,
+            check_record(
+                &record(&[crate::config::DEFAULT_ROLE], Some("Advanced"), Some(1000)),
+                &p,
+                1000
+            )
+            .unwrap_err()
+            .code,
             "wrong_level"
         );
-        assert_eq!(check_record(&record(&[crate::config::DEFAULT_ROLE], None, None), &p, 1000).unwrap_err().code, "wrong_expiry");
         assert_eq!(
-            check_record(&record(&[crate::config::DEFAULT_ROLE], None, Some(900_000)), &p, 1000).unwrap_err().code,
+            check_record(
+                &record(&[crate::config::DEFAULT_ROLE], None, None),
+                &p,
+                1000
+            )
+            .unwrap_err()
+            .code,
+            "wrong_expiry"
+        );
+        assert_eq!(
+            check_record(
+                &record(&[crate::config::DEFAULT_ROLE], None, Some(900_000)),
+                &p,
+                1000
+            )
+            .unwrap_err()
+            .code,
             "wrong_expiry"
         );
     }

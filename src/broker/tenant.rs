@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, ListRequest, SecurityLevel};
+use crate::papi::wire::{
+    Filter, GenerateReply, GenerateRequest, KeyRecord, ListRequest, SecurityLevel,
+};
 use crate::papi::{Client, ClientOptions, PapiError};
 use crate::secret::Secret;
 
@@ -28,20 +30,37 @@ pub trait Tenant: Send + Sync {
     async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, PapiError>;
     /// Tenant clock minus ours (ms), 0 until measured.
     fn clock_offset_ms(&self) -> i64;
+    /// Whether [`Tenant::clock_offset_ms`] was measured (a reply carried a `Date` header).
+    fn clock_offset_known(&self) -> bool {
+        true
+    }
     fn base_url(&self) -> &str;
 }
 
 /// Makes a tenant connection for a Primary key.
 pub trait Connector: Send + Sync {
-    fn connect(&self, primary: &PrimaryKey, ca_file: Option<&std::path::Path>) -> Result<Arc<dyn Tenant>, PapiError>;
+    fn connect(
+        &self,
+        primary: &PrimaryKey,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Arc<dyn Tenant>, PapiError>;
 }
 
 /// The real thing: HTTPS to the tenant's Public API.
 pub struct HttpConnector;
 
 impl Connector for HttpConnector {
-    fn connect(&self, primary: &PrimaryKey, ca_file: Option<&std::path::Path>) -> Result<Arc<dyn Tenant>, PapiError> {
-        let mut opts = ClientOptions::new(&primary.base_url, primary.key_id, primary.key.clone(), primary.security_level);
+    fn connect(
+        &self,
+        primary: &PrimaryKey,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Arc<dyn Tenant>, PapiError> {
+        let mut opts = ClientOptions::new(
+            &primary.base_url,
+            primary.key_id,
+            primary.key.clone(),
+            primary.security_level,
+        );
         opts.ca_file = ca_file.map(|p| p.to_path_buf());
         Ok(Arc::new(Client::new(opts)?))
     }
@@ -81,11 +100,17 @@ impl Tenant for Client {
     }
 
     async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, PapiError> {
-        self.as_key(key_id, key.clone(), SecurityLevel::Standard).validate().await
+        self.as_key(key_id, key.clone(), SecurityLevel::Standard)
+            .validate()
+            .await
     }
 
     fn clock_offset_ms(&self) -> i64 {
         Client::clock_offset_ms(self).unwrap_or(0)
+    }
+
+    fn clock_offset_known(&self) -> bool {
+        Client::clock_offset_ms(self).is_some()
     }
 
     fn base_url(&self) -> &str {

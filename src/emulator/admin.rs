@@ -106,7 +106,12 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
         },
         (&Method::GET, ["secrets"]) => {
             let st = shared.lock();
-            ok(Value::Array(st.keys.values().map(|k| Value::String(k.secret.expose().to_string())).collect()))
+            ok(Value::Array(
+                st.keys
+                    .values()
+                    .map(|k| Value::String(k.secret.expose().to_string()))
+                    .collect(),
+            ))
         }
         (&Method::GET, ["calls"]) => {
             ok(serde_json::to_value(shared.lock().calls.clone()).unwrap_or(Value::Null))

@@ -283,13 +283,25 @@ async fn hostile_reply(hostile: super::Hostile, resp: Resp) -> Resp {
     };
     let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let reply = &mut value["reply"];
-    let records: Vec<Value> = reply.get("DATA").or_else(|| reply.get("data")).and_then(|d| d.as_array()).cloned().unwrap_or_default();
-    let list_key = if reply.get("DATA").is_some() { "DATA" } else { "data" };
+    let records: Vec<Value> = reply
+        .get("DATA")
+        .or_else(|| reply.get("data"))
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let list_key = if reply.get("DATA").is_some() {
+        "DATA"
+    } else {
+        "data"
+    };
     tracing::info!(?hostile, "fault: hostile reply");
     match hostile {
         HugeBody => {
             let padding = "x".repeat(2 << 20);
-            return json_response(parts.status.as_u16(), &serde_json::json!({ "reply": reply.clone(), "padding": padding }));
+            return json_response(
+                parts.status.as_u16(),
+                &serde_json::json!({ "reply": reply.clone(), "padding": padding }),
+            );
         }
         WrongTypes => {
             if let Some(id) = reply.get("id").cloned() {
@@ -314,7 +326,11 @@ async fn hostile_reply(hostile: super::Hostile, resp: Resp) -> Resp {
             }
         }
         NegativeExpiration | AbsurdExpiration => {
-            let exp = if hostile == NegativeExpiration { -86_400_000i64 } else { i64::MAX / 2 };
+            let exp = if hostile == NegativeExpiration {
+                -86_400_000i64
+            } else {
+                i64::MAX / 2
+            };
             let changed: Vec<Value> = records
                 .into_iter()
                 .map(|mut r| {

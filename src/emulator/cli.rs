@@ -69,7 +69,8 @@ pub struct EmulatorArgs {
 }
 
 fn parse_hostile(s: &str) -> Result<super::Hostile, String> {
-    serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|_| format!("unknown hostile reply {s:?}"))
+    serde_json::from_value(serde_json::Value::String(s.replace('-', "_")))
+        .map_err(|_| format!("unknown hostile reply {s:?}"))
 }
 
 impl EmulatorArgs {

@@ -393,7 +393,12 @@ impl Emulator {
     /// Every secret this tenant ever issued, the Primary key's included: what a leak test
     /// searches logs and files for.
     pub fn issued_secrets(&self) -> Vec<Secret> {
-        self.shared.lock().keys.values().map(|k| k.secret.clone()).collect()
+        self.shared
+            .lock()
+            .keys
+            .values()
+            .map(|k| k.secret.clone())
+            .collect()
     }
 
     /// Delete a key as if in the console. False when unknown or already deleted.

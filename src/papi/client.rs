@@ -14,6 +14,9 @@ use super::error::{ErrorKind, PapiError};
 use super::wire::*;
 use crate::secret::{Secret, random_alphanumeric};
 
+/// The tenant's rate limit counts requests per second.
+const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// An Advanced call refused while our clock was off by more than this is signed again.
 const SKEW_RESIGN_MS: i64 = 60_000;
 
@@ -374,7 +377,11 @@ impl Client {
                 && (self.clock_offset_ms().unwrap_or(0) - signed_with).abs() > SKEW_RESIGN_MS
             {
                 resigned = true;
-                tracing::info!(path, offset_ms = self.clock_offset_ms(), "re-signing with the tenant's clock");
+                tracing::info!(
+                    path,
+                    offset_ms = self.clock_offset_ms(),
+                    "re-signing with the tenant's clock"
+                );
                 continue;
             }
             attempt += 1;
@@ -384,7 +391,14 @@ impl Client {
                 (ErrorKind::Transport | ErrorKind::Timeout, Idempotence::Safe) => true,
                 _ => false,
             };
-            let delay = policy.delay(attempt - 1);
+            // The rate limit is per second: a retry sooner than that only spends another call.
+            let delay = if err.kind == ErrorKind::RateLimited {
+                policy
+                    .delay(attempt - 1)
+                    .max(RATE_LIMIT_WINDOW + policy.delay(0))
+            } else {
+                policy.delay(attempt - 1)
+            };
             if !retryable
                 || attempt >= policy.max_attempts
                 || started.elapsed() + delay > policy.deadline

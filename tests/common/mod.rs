@@ -23,13 +23,26 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Env {
-        Env::with(EmulatorConfig { rate_limit_per_sec: 1000, ..Default::default() }, true).await
+        Env::with(
+            EmulatorConfig {
+                rate_limit_per_sec: 1000,
+                ..Default::default()
+            },
+            true,
+        )
+        .await
     }
 
     pub async fn with(config: EmulatorConfig, env_primary: bool) -> Env {
         let emulator = Emulator::start(config).await.expect("emulator starts");
         let dir = tempfile::tempdir().unwrap();
-        let env = Env { dir, emulator, env_primary, store: "memory", extra_env: Vec::new() };
+        let env = Env {
+            dir,
+            emulator,
+            env_primary,
+            store: "memory",
+            extra_env: Vec::new(),
+        };
         for d in ["config/scanmint", "state", "run"] {
             std::fs::create_dir_all(env.path(d)).unwrap();
         }
@@ -45,7 +58,10 @@ impl Env {
 
     /// Write the default profile's config (base URL filled in) plus `extra` lines.
     pub fn write_config(&self, extra: &str) {
-        let text = format!("idle_exit = \"10m\"\n[profile.default]\nbase_url = \"{}\"\n{extra}", self.emulator.base_url());
+        let text = format!(
+            "idle_exit = \"10m\"\n[profile.default]\nbase_url = \"{}\"\n{extra}",
+            self.emulator.base_url()
+        );
         std::fs::write(self.path("config/scanmint/config.toml"), text).unwrap();
     }
 
@@ -74,8 +90,11 @@ impl Env {
             .env("SCANMINT_LOG", "debug")
             .kill_on_drop(true);
         if self.env_primary {
-            cmd.env("SCANMINT_PRIMARY_KEY_ID", self.emulator.primary_key_id().to_string())
-                .env("SCANMINT_PRIMARY_KEY", self.emulator.primary_key().expose());
+            cmd.env(
+                "SCANMINT_PRIMARY_KEY_ID",
+                self.emulator.primary_key_id().to_string(),
+            )
+            .env("SCANMINT_PRIMARY_KEY", self.emulator.primary_key().expose());
         }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -85,10 +104,13 @@ impl Env {
 
     /// `scanmint ARGS` to completion: (exit code, stdout, stderr).
     pub async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::time::timeout(Duration::from_secs(30), self.cmd(args).stdin(Stdio::null()).output())
-            .await
-            .expect("command finishes")
-            .unwrap();
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.cmd(args).stdin(Stdio::null()).output(),
+        )
+        .await
+        .expect("command finishes")
+        .unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -110,18 +132,41 @@ impl Env {
             .spawn()
             .unwrap();
         let client = LspClient::over(child.stdout.take().unwrap(), child.stdin.take().unwrap());
-        let mut params = json!({ "processId": null, "capabilities": {}, "initializationOptions": options });
+        let mut params =
+            json!({ "processId": null, "capabilities": {}, "initializationOptions": options });
         if let (Some(p), Some(extra)) = (params.as_object_mut(), extra_params.as_object()) {
             for (k, v) in extra {
                 p.insert(k.clone(), v.clone());
             }
         }
-        let init = tokio::time::timeout(Duration::from_secs(10), client.request("initialize", params))
-            .await
-            .expect("initialize answers")
-            .expect("initialize succeeds");
+        let init = match tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request("initialize", params),
+        )
+        .await
+        {
+            Ok(Ok(init)) => init,
+            other => {
+                let log = self.daemon_log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let _ = child.start_kill();
+                let stderr = match child.wait_with_output().await {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(_) => String::new(),
+                };
+                let pid = self.daemon_pid().await;
+                panic!(
+                    "initialize failed: {other:?}\nscanmint lsp stderr: {stderr}\ndaemon now: {pid:?}\ndaemon log (last lines first):\n{}",
+                    tail.join("\n")
+                );
+            }
+        };
         client.notify("initialized", json!({})).await.unwrap();
-        Session { child, client, init }
+        Session {
+            child,
+            client,
+            init,
+        }
     }
 
     /// The daemon's pid, from the socket's peer credentials.
@@ -131,7 +176,12 @@ impl Env {
     }
 
     pub fn minted_live(&self) -> Vec<i64> {
-        self.emulator.live_keys().into_iter().filter(|k| !k.is_primary).map(|k| k.id).collect()
+        self.emulator
+            .live_keys()
+            .into_iter()
+            .filter(|k| !k.is_primary)
+            .map(|k| k.id)
+            .collect()
     }
 
     pub async fn kill_daemon(&self, signal: i32) {
@@ -162,10 +212,20 @@ impl Drop for Env {
 
 fn peer_pid(stream: &std::os::unix::net::UnixStream) -> Option<i32> {
     use std::os::unix::io::AsRawFd;
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     let rc = unsafe {
-        libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut _, &mut len)
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut _,
+            &mut len,
+        )
     };
     (rc == 0 && cred.pid > 0).then_some(cred.pid)
 }
@@ -206,5 +266,9 @@ pub fn generation(v: &Value) -> i64 {
 
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
 }

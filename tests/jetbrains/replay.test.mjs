@@ -9,6 +9,7 @@
 // Run through tests/jetbrains/run.sh (isolated HOME/XDG dirs, emulator, config, Primary key in the
 // environment): needs SCANMINT_BIN; uses SCANMINT_BASE_URL and SCANMINT_PRIMARY_KEY to check.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -85,6 +86,21 @@ before(() => {
 
 after(async () => {
   await client?.close();
+});
+
+test('template.json has the shape LSP4IJ imports: name, programArgs.default, a "*" file-name mapping', () => {
+  // LSP4IJ's LanguageServerTemplateDeserializer reads `name` and `programArgs.default`
+  // unconditionally, and turns fileType.patterns into a file-name-pattern mapping only when the
+  // mapping has a languageId; a fileType.name would map an IntelliJ file type of that name instead.
+  assert.equal(typeof template.id, 'string');
+  assert.equal(typeof template.name, 'string');
+  assert.equal(template.programArgs.default, 'scanmint lsp');
+  const [mapping] = template.fileTypeMappings;
+  assert.deepEqual(mapping.fileType.patterns, ['*']);
+  assert.equal(mapping.fileType.name, undefined);
+  assert.equal(typeof mapping.languageId, 'string');
+  assert.deepEqual(Object.keys(initializationOptions).sort(), ['clientKind', 'exposeSecretToEditor']);
+  assert.equal(initializationOptions.clientKind, 'editor');
 });
 
 test('initialize, as LSP4IJ sends it, with the template\'s initializationOptions', async () => {
@@ -204,6 +220,33 @@ test('scanmint/credentials keeps the secret from an editor that did not opt in',
   assert.ok(Number.isInteger(creds.keyId));
   assert.ok(creds.key === undefined || creds.key === null, 'no key');
   assert.ok(creds.env === undefined || creds.env === null || !creds.env.CORTEX_API_KEY, 'no CORTEX_API_KEY');
+});
+
+test('the Cortex plugin\'s CLI Path: a `scanmint wrapper` script runs the CLI with a minted key', async () => {
+  // What the plugin does with its CLI Path: runs it with its own (stale) credential flags.
+  const dir = join(workspace, '..', 'wrapper');
+  mkdirSync(dir, { recursive: true });
+  const fakeCli = join(dir, 'cortexcli');
+  const report = join(dir, 'report.txt');
+  writeFileSync(
+    fakeCli,
+    `#!/bin/sh\nprintf 'args=%s\\nid=%s\\nkeylen=%s\\nurl=%s\\n' "$*" "$CORTEX_API_KEY_ID" "\${#CORTEX_API_KEY}" "$CORTEX_API_BASE_URL" > '${report}'\n`,
+    { mode: 0o755 },
+  );
+  const wrapper = join(dir, 'cortexcli-scanmint');
+  const made = spawnSync(bin, ['wrapper', '--cli', fakeCli, '--out', wrapper], { encoding: 'utf8' });
+  assert.equal(made.status, 0, `scanmint wrapper: ${made.stderr}`);
+  const ran = spawnSync(wrapper, ['code', 'scan', '--api-key', 'STALE', '--api-key-id', '9', '--api-base-url', 'https://stale.example', '--path', '.'], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(ran.status, 0, `wrapper exit ${ran.status}: ${ran.stderr}`);
+  const got = Object.fromEntries(readFileSync(report, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  assert.equal(got.args, 'code scan --path .', 'credential flags stripped');
+  const status = await client.request('scanmint/status', {});
+  assert.equal(Number(got.id), status.key?.keyId, 'the CLI got the current key id');
+  assert.ok(Number(got.keylen) > 0, 'the CLI got a secret');
+  assert.equal(got.url.replace(/\/$/, ''), status.baseUrl.replace(/\/$/, ''));
 });
 
 test('shutdown and exit end `scanmint lsp`', async () => {

@@ -127,7 +127,8 @@ end
 
 --- GET the emulator's admin /keys listing (decoded JSON).
 function H.admin_keys()
-  local res = vim.system({ 'curl', '-fsS', H.env.admin_url .. '/keys' }, { text = true }):wait(5000)
+  local get = 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())'
+  local res = vim.system({ 'python3', '-c', get, H.env.admin_url .. '/keys' }, { text = true }):wait(5000)
   assert(res.code == 0, 'GET /keys failed: ' .. (res.stderr or ''))
   return vim.json.decode(res.stdout)
 end

@@ -3,6 +3,9 @@
 #   tests/neovim/run.sh [test_name ...]     (default: every tests/neovim/test_*.lua)
 # Binary: $SCANMINT_BIN or target/debug/scanmint. Neovim: $NVIM or .venv/bin/nvim
 # (scripts/setup-neovim.sh). KEEP_TMP=1 keeps the temp dir (logs) for inspection.
+# SCANMINT_EMULATOR_ARGS: flags for `scanmint emulator`; default `--rate-limit 0`, because these
+# tests drive the editor side and burst past the tenant's 10 requests/s (set it to '' for the
+# real limit).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,7 +22,9 @@ nvim=${NVIM:-$root/.venv/bin/nvim}
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scanmint-nvim.XXXXXX")
-emu_pid=
+emu_pids=()
+# Keyring entries are filed under this service name: unique to the run.
+export SCANMINT_KEYRING_SERVICE=scanmint-nvim-test-${tmp##*.}
 
 # Processes (daemons) started with a runtime dir inside $tmp.
 daemon_pids() {
@@ -34,9 +39,24 @@ daemon_pids() {
   done
 }
 
+# The daemon's keyutils tier files keys in the per-user persistent keyring, which outlives
+# the run: drop what this run stored (its service name is unique to the run). A session
+# keyring of our own makes those keys ours to invalidate.
+purge_keyring() {
+  command -v keyctl >/dev/null || return 0
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  keyctl session - bash -c '
+    ring=$(keyctl get_persistent @s) || exit 0
+    for id in $(keyctl rlist "$ring"); do
+      case $(keyctl rdescribe "$id" 2>/dev/null) in
+        *"@$1") keyctl invalidate "$id" ;;
+      esac
+    done' _ "$SCANMINT_KEYRING_SERVICE" >/dev/null 2>&1 || true
+}
+
 cleanup() {
   local status=$?
-  [[ -n $emu_pid ]] && kill "$emu_pid" 2>/dev/null || true
+  [[ ${#emu_pids[@]} -gt 0 ]] && kill "${emu_pids[@]}" 2>/dev/null || true
   local pids
   pids=$(daemon_pids || true)
   [[ -n $pids ]] && kill $pids 2>/dev/null || true
@@ -44,6 +64,7 @@ cleanup() {
   sleep 0.2
   pids=$(daemon_pids || true)
   [[ -n $pids ]] && kill -9 $pids 2>/dev/null || true
+  purge_keyring
   if [[ ${KEEP_TMP:-} == 1 || $status -ne 0 ]]; then
     echo "logs kept in $tmp" >&2
   else
@@ -60,42 +81,58 @@ setup_dirs() { # prefix
   export XDG_CACHE_HOME=$1/cache XDG_RUNTIME_DIR=$1/run HOME=$1/home
 }
 setup_dirs "$tmp"
-# Keep the tests away from the user's own keychain.
-unset DBUS_SESSION_BUS_ADDRESS SCANMINT_PROFILE
+# Keep the tests away from the user's own keychain and settings.
+unset DBUS_SESSION_BUS_ADDRESS SCANMINT_PROFILE SCANMINT_CONFIG SCANMINT_STORE
 export SCANMINT_BIN=$bin SCANMINT_TEST_TMP=$tmp
 
-# The fake tenant: one JSON line on stdout, then it serves until killed.
-"$bin" emulator >"$tmp/emulator.json" 2>"$tmp/emulator.log" &
-emu_pid=$!
-for _ in $(seq 100); do
-  [[ $(wc -l <"$tmp/emulator.json") -ge 1 ]] && break
-  kill -0 "$emu_pid" 2>/dev/null || break
-  sleep 0.1
-done
-emu=$(head -n 1 "$tmp/emulator.json")
-field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(v)' "$emu" "$1"; }
-if ! base_url=$(field base_url 2>/dev/null); then
-  echo "scanmint emulator printed no JSON line (got: '$emu'); its stderr:" >&2
-  cat "$tmp/emulator.log" >&2
-  exit 1
-fi
-export SCANMINT_TEST_BASE_URL=$base_url
-export SCANMINT_TEST_KEY_ID=$(field primary_key_id)
-export SCANMINT_TEST_KEY=$(field primary_key)
-export SCANMINT_TEST_LEVEL=$(field security_level)
-export SCANMINT_TEST_ADMIN_URL=$(field admin_url)
+# Start a fake tenant (one JSON line on stdout, then it serves until killed) and export its
+# details as SCANMINT_TEST_*. Each isolated daemon gets its own tenant: two ledgers for one
+# user@host on one tenant would reconcile (revoke) each other's keys.
+start_emulator() { # dir
+  mkdir -p "$1"
+  # shellcheck disable=SC2086 # SCANMINT_EMULATOR_ARGS: extra flags, word-split on purpose
+  "$bin" emulator ${SCANMINT_EMULATOR_ARGS---rate-limit 0} >"$1/emulator.json" 2>"$1/emulator.log" &
+  emu_pids+=("$!")
+}
+load_emulator() { # dir
+  local out=$1/emulator.json emu
+  for _ in $(seq 100); do
+    [[ $(wc -l <"$out") -ge 1 ]] && break
+    sleep 0.1
+  done
+  emu=$(head -n 1 "$out")
+  field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$emu" "$1"; }
+  if ! SCANMINT_TEST_BASE_URL=$(field base_url 2>/dev/null); then
+    echo "scanmint emulator printed no JSON line (got: '$emu'); its stderr:" >&2
+    cat "$1/emulator.log" >&2
+    exit 1
+  fi
+  export SCANMINT_TEST_BASE_URL
+  export SCANMINT_TEST_KEY_ID=$(field primary_key_id)
+  export SCANMINT_TEST_KEY=$(field primary_key)
+  export SCANMINT_TEST_LEVEL=$(field security_level)
+  export SCANMINT_TEST_ADMIN_URL=$(field admin_url)
+}
 
 write_config() { # config dir
   mkdir -p "$1/scanmint"
   printf '[profile.default]\nbase_url = "%s"\nttl = "10m"\n' "$SCANMINT_TEST_BASE_URL" >"$1/scanmint/config.toml"
 }
+start_emulator "$tmp"
+start_emulator "$tmp/login" # for test_login
+load_emulator "$tmp"
 write_config "$XDG_CONFIG_HOME"
 
 # The daemon's Primary key comes from the environment (storage "env")...
 export SCANMINT_BASE_URL=$SCANMINT_TEST_BASE_URL
 export SCANMINT_PRIMARY_KEY_ID=$SCANMINT_TEST_KEY_ID
 export SCANMINT_PRIMARY_KEY=$SCANMINT_TEST_KEY
-export SCANMINT_SECURITY_LEVEL=$SCANMINT_TEST_LEVEL
+export SCANMINT_PRIMARY_SECURITY_LEVEL=$SCANMINT_TEST_LEVEL
+
+# A session keyring of its own for each Neovim (and the daemon it spawns), as on a desktop
+# login; without one they share the user-session keyring with every other process of the user.
+session=()
+command -v keyctl >/dev/null && session=(keyctl session -)
 
 passed=0
 failed=0
@@ -107,12 +144,13 @@ run_test() { # name
     # ...except for the log-in test: its own daemon, never given a key.
     if [[ $name == test_login ]]; then
       setup_dirs "$tmp/login"
+      load_emulator "$tmp/login"
       write_config "$XDG_CONFIG_HOME"
-      unset SCANMINT_BASE_URL SCANMINT_PRIMARY_KEY_ID SCANMINT_PRIMARY_KEY SCANMINT_SECURITY_LEVEL
+      unset SCANMINT_BASE_URL SCANMINT_PRIMARY_KEY_ID SCANMINT_PRIMARY_KEY SCANMINT_PRIMARY_SECURITY_LEVEL
     fi
-    exec timeout 60 "$nvim" --headless --clean --cmd 'set rtp^=editors/neovim' -l "tests/neovim/$name.lua"
+    exec "${session[@]}" timeout 60 "$nvim" --headless --clean --cmd 'set rtp^=editors/neovim' -l "tests/neovim/$name.lua"
   ) >"$log" 2>&1 || rc=$?
-  grep -v '^RESULT ' "$log" | sed 's/^/   /' || true
+  grep -v -e '^RESULT ' -e '^Joined session keyring' "$log" | sed 's/^/   /' || true
   local result
   result=$(grep -E '^RESULT [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
   if [[ -z $result ]]; then
@@ -138,7 +176,7 @@ fi
 for t in "${tests[@]}"; do run_test "${t%.lua}"; done
 
 if [[ $failed -ne 0 ]]; then
-  for f in "$tmp"/state/scanmint/* "$tmp"/login/state/scanmint/*; do
+  for f in "$tmp"/state/scanmint/*.log "$tmp"/login/state/scanmint/*.log; do
     [[ -f $f ]] || continue
     echo "-- tail of $f" >&2
     tail -n 30 "$f" >&2

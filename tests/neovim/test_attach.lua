@@ -70,20 +70,32 @@ h.test('statusline() reflects the cached state', function()
   scanmint.on_status(nil, saved)
 end)
 
-h.test('notifies on a state change, not on an identical repeat', function()
+h.test('notifies on a state change, not on an identical repeat or a new key', function()
   local saved = scanmint.status()
-  local report = {
-    state = 'error',
-    profile = 'default',
-    storage = 'env',
-    lastError = { code = 'tenant_unavailable', message = 'boom' },
-  }
+  local function report(state, key_id, err)
+    return {
+      state = state,
+      profile = 'default',
+      storage = 'env',
+      key = key_id and { keyId = key_id, expiresAt = (os.time() + 600) * 1000, generation = key_id } or nil,
+      lastError = err and { code = err, message = 'boom' } or nil,
+    }
+  end
   local before = #h.notes
-  scanmint.on_status(nil, report)
-  scanmint.on_status(nil, vim.deepcopy(report))
+  scanmint.on_status(nil, report('error', nil, 'tenant_unavailable'))
+  scanmint.on_status(nil, report('error', nil, 'tenant_unavailable'))
   local got = h.notes_with('tenant_unavailable', before)
   h.eq(1, #got, 'notifications for two identical error reports')
   h.eq(vim.log.levels.ERROR, got[1].level, 'level')
+  scanmint.on_status(nil, report('ready', 7))
+  h.eq(1, #h.notes_with('key #7 until', before), 'recovery to ready is announced')
+  scanmint.on_status(nil, report('rotating', 7))
+  scanmint.on_status(nil, report('ready', 8))
+  h.eq(0, #h.notes_with('key #8', before), 'a rotation is not announced')
+  scanmint.on_status(nil, report('needs_login'))
+  local login = h.notes_with(':Scanmint login', before)
+  h.eq(1, #login, 'needs_login is announced')
+  h.eq(vim.log.levels.WARN, login[1].level, 'needs_login level')
   scanmint.on_status(nil, saved)
 end)
 

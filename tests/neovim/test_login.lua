@@ -24,11 +24,12 @@ vim.fn.inputsecret = function(prompt)
   prompts[#prompts + 1] = 'SECRET ' .. prompt
   return answers.secret
 end
+-- The user accepts the first "Log in" prompt and dismisses any later one.
 local asked = {}
 vim.ui.select = function(items, opts, on_choice)
   asked[#asked + 1] = { items = items, prompt = opts.prompt }
   for i, item in ipairs(items) do
-    if item.title == 'Log in' then
+    if item.title == 'Log in' and #asked == 1 then
       return on_choice(item, i)
     end
   end

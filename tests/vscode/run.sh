@@ -1,3 +1,4 @@
 #!/usr/bin/env bash
-# The VS Code test (code-server + headless Chromium) in an isolated environment.
-exec "$(dirname "${BASH_SOURCE[0]}")/../editors-node.sh" vscode
+# The VS Code extension: its unit tests, then the real VS Code test (code-server + headless
+# Chromium), each in an isolated environment. See tests/editors-node.sh.
+exec "$(dirname "${BASH_SOURCE[0]}")/../editors-node.sh" unit vscode

@@ -37,7 +37,7 @@ import {
   validateKeyId,
   validateSecret,
 } from './settings';
-import { statusLines, statusView } from './status';
+import { md, statusLines, statusView } from './status';
 
 /** What `activate` returns: other extensions and tests read the status through it. */
 export interface ScanmintApi {
@@ -85,14 +85,19 @@ function redactingChannel(inner: vscode.OutputChannel): vscode.OutputChannel {
 
 function render(): void {
   let view = statusView(status);
-  if (!client || client.state === ClientState.Stopped) {
-    if (startFailure) {
-      view = {
-        text: '$(error) scanmint: not running',
-        tooltip: `**scanmint** could not start: ${startFailure}\n\nSet \`scanmint.path\` or put \`scanmint\` on PATH. Click for actions.`,
-        severity: 'error',
-      };
-    }
+  if (startFailure) {
+    view = {
+      text: '$(error) scanmint: not running',
+      tooltip: `**scanmint** could not start: ${md(startFailure)}  \nSet \`scanmint.path\` or put \`scanmint\` on PATH.  \n_Click for actions_`,
+      severity: 'error',
+    };
+  } else if (client && client.state === ClientState.Stopped) {
+    // The library gave up restarting it (or it was stopped): the last status is stale.
+    view = {
+      text: '$(error) scanmint: not running',
+      tooltip: '**scanmint**: the language server stopped. See the scanmint output.  \n_Click to restart or show the log_',
+      severity: 'error',
+    };
   }
   statusItem.text = view.text;
   const tip = new vscode.MarkdownString(view.tooltip, true);
@@ -210,6 +215,8 @@ async function startClient(): Promise<void> {
   });
   c.onDidChangeState((e) => {
     if (e.newState === ClientState.Stopped) render();
+    // Also after the library restarted a crashed server: the daemon may hold a newer key.
+    if (e.newState === ClientState.Running && e.oldState !== ClientState.Running) void refreshStatus();
   });
   client = c;
   try {

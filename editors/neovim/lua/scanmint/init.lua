@@ -10,7 +10,7 @@ M.options = {
   notify = true, -- vim.notify when the state changes
 }
 
---- Latest StatusReport from scanmint/didChangeStatus (or a scanmint/status reply).
+--- Latest StatusReport from scanmint/didChangeStatus.
 ---@type table?
 M.report = nil
 local last_summary = nil -- what the last notification was about
@@ -141,13 +141,8 @@ function M.on_status(_, report)
   if not msg then
     return
   end
-  local key = report.key or {}
-  local summary = table.concat({
-    report.state,
-    tostring(key.keyId),
-    tostring(key.generation),
-    report.lastError and report.lastError.code or '',
-  }, '|')
+  -- A state change, not a new key: rotations show in the statusline, not as messages.
+  local summary = report.state .. '|' .. (report.lastError and report.lastError.code or '')
   if summary == last_summary then
     return
   end
@@ -264,6 +259,13 @@ local function trim(s)
   return vim.trim(s or '')
 end
 
+local function cancelled(on_done)
+  notify('scanmint: login cancelled')
+  if on_done then
+    on_done('cancelled')
+  end
+end
+
 function M.login(on_done)
   local default_url = M.report and M.report.baseUrl
   local base_url = trim(vim.fn.input({
@@ -271,7 +273,7 @@ function M.login(on_done)
     default = type(default_url) == 'string' and default_url or '',
   }))
   if base_url == '' then
-    return done(on_done, 'scanmint: login cancelled')
+    return cancelled(on_done)
   end
   local key_id = tonumber(trim(vim.fn.input({ prompt = 'API key ID: ' })))
   if not key_id or key_id ~= math.floor(key_id) or key_id <= 0 then
@@ -279,7 +281,7 @@ function M.login(on_done)
   end
   local secret = vim.fn.inputsecret('API key: ')
   if secret == '' then
-    return done(on_done, 'scanmint: login cancelled')
+    return cancelled(on_done)
   end
   local level = trim(vim.fn.input({ prompt = 'Security level (standard/advanced, empty: auto): ' }))
   if level ~= '' and level ~= 'standard' and level ~= 'advanced' then
@@ -372,8 +374,12 @@ function M.doctor(on_done)
     if err or not result then
       return done(on_done, err or 'scanmint: doctor returned nothing')
     end
+    local warnings = #vim.tbl_filter(function(c)
+      return c.status == 'warn'
+    end, result.checks or {})
     local lines = {
-      result.ok and 'scanmint doctor: all checks passed' or 'scanmint doctor: problems found',
+      (result.ok and 'scanmint doctor: all checks passed' or 'scanmint doctor: problems found')
+        .. (warnings > 0 and (' (%d warning%s)'):format(warnings, warnings > 1 and 's' or '') or ''),
       '',
     }
     for _, c in ipairs(result.checks or {}) do

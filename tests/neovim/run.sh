@@ -3,9 +3,8 @@
 #   tests/neovim/run.sh [test_name ...]     (default: every tests/neovim/test_*.lua)
 # Binary: $SCANMINT_BIN or target/debug/scanmint. Neovim: $NVIM or .venv/bin/nvim
 # (scripts/setup-neovim.sh). KEEP_TMP=1 keeps the temp dir (logs) for inspection.
-# SCANMINT_EMULATOR_ARGS: flags for `scanmint emulator`; default `--rate-limit 0`, because these
-# tests drive the editor side and burst past the tenant's 10 requests/s (set it to '' for the
-# real limit).
+# SCANMINT_EMULATOR_ARGS: extra flags for `scanmint emulator` (default none: the tenant's real
+# 10 requests/s limit applies, as it does for users).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -91,7 +90,7 @@ export SCANMINT_BIN=$bin SCANMINT_TEST_TMP=$tmp
 start_emulator() { # dir
   mkdir -p "$1"
   # shellcheck disable=SC2086 # SCANMINT_EMULATOR_ARGS: extra flags, word-split on purpose
-  "$bin" emulator ${SCANMINT_EMULATOR_ARGS---rate-limit 0} >"$1/emulator.json" 2>"$1/emulator.log" &
+  "$bin" emulator ${SCANMINT_EMULATOR_ARGS:-} >"$1/emulator.json" 2>"$1/emulator.log" &
   emu_pids+=("$!")
 }
 load_emulator() { # dir

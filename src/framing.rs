@@ -12,6 +12,44 @@ use tower_service::Service;
 pub const MAX_FRAME: usize = 16 << 20;
 const MAX_HEADER: usize = 8 << 10;
 
+/// What the start of the bytes buffered so far holds, as the guard sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole frame: a header block of `header_len` bytes, then its body, `len` bytes in all.
+    Complete { header_len: usize, len: usize },
+    /// Not a whole frame yet: read more.
+    Incomplete,
+    /// More than 8 KiB without the end of a header block.
+    HeaderTooLong,
+    /// A header block (`header_len` bytes) without a usable Content-Length, or one over
+    /// [`MAX_FRAME`] (`length`).
+    BadLength {
+        header_len: usize,
+        length: Option<usize>,
+    },
+}
+
+/// The guard's decision for the bytes at the start of `buf`; pure, so it can be fuzzed.
+pub fn split_frame(buf: &[u8]) -> Frame {
+    let Some(pos) = find(buf, b"\r\n\r\n") else {
+        return if buf.len() > MAX_HEADER {
+            Frame::HeaderTooLong
+        } else {
+            Frame::Incomplete
+        };
+    };
+    let header_len = pos + 4;
+    let length = content_length(&buf[..header_len]);
+    match length.filter(|l| *l <= MAX_FRAME) {
+        Some(body) if buf.len() - header_len >= body => Frame::Complete {
+            header_len,
+            len: header_len + body,
+        },
+        Some(_) => Frame::Incomplete,
+        None => Frame::BadLength { header_len, length },
+    }
+}
+
 /// Forward `read` frame by frame, ending the stream (and so only this session) at a frame
 /// larger than [`MAX_FRAME`] or a header block that never ends.
 pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream {
@@ -20,40 +58,30 @@ pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream
         let mut buf = Vec::with_capacity(8 << 10);
         let mut chunk = vec![0u8; 64 << 10];
         loop {
-            // Accumulate one header block.
-            let header_end = loop {
-                if let Some(pos) = find(&buf, b"\r\n\r\n") {
-                    break pos + 4;
+            match split_frame(&buf) {
+                Frame::Complete { len, .. } => {
+                    if tx.write_all(&buf[..len]).await.is_err() {
+                        return;
+                    }
+                    buf.drain(..len);
                 }
-                if buf.len() > MAX_HEADER {
+                Frame::Incomplete => match read.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                Frame::HeaderTooLong => {
                     tracing::warn!(
                         "LSP client sent a header block over 8 KiB; closing its session"
                     );
                     return;
                 }
-                match read.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            };
-            let length = content_length(&buf[..header_end]);
-            let Some(length) = length.filter(|l| *l <= MAX_FRAME) else {
-                tracing::warn!(length = ?length, "LSP frame without a usable Content-Length or over 16 MiB; closing its session");
-                // Let the server see the bad header so it answers with a parse error first.
-                let _ = tx.write_all(&buf[..header_end]).await;
-                return;
-            };
-            let total = header_end + length;
-            while buf.len() < total {
-                match read.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Frame::BadLength { header_len, length } => {
+                    tracing::warn!(length = ?length, "LSP frame without a usable Content-Length or over 16 MiB; closing its session");
+                    // Let the server see the bad header so it answers with a parse error first.
+                    let _ = tx.write_all(&buf[..header_len]).await;
+                    return;
                 }
             }
-            if tx.write_all(&buf[..total]).await.is_err() {
-                return;
-            }
-            buf.drain(..total);
         }
     });
     rx

@@ -266,41 +266,66 @@ fn probe(store: Result<KeyringStore, StoreError>) -> Result<KeyringStore, StoreE
     }
 }
 
-/// A `keyring-core` store: Secret Service or kernel keyutils.
+/// A `keyring-core` store: Secret Service or kernel keyutils. If the keychain goes away under
+/// us (the D-Bus session restarted, say), the next call reconnects to the same tier once: never
+/// to another tier, so secrets never move somewhere weaker on their own.
 #[derive(Clone)]
 pub struct KeyringStore {
     tier: Tier,
-    store: Arc<CredentialStore>,
+    store: Arc<Mutex<Arc<CredentialStore>>>,
     service: String,
 }
 
 impl KeyringStore {
-    pub fn secret_service(service: &str) -> Result<KeyringStore, StoreError> {
-        let store = dbus_secret_service_keyring_store::Store::new().map_err(|e| StoreError {
-            tier: Tier::SecretService.as_str(),
+    fn connect(tier: Tier) -> Result<Arc<CredentialStore>, StoreError> {
+        let store: Result<Arc<CredentialStore>, keyring_core::Error> = match tier {
+            Tier::SecretService => {
+                dbus_secret_service_keyring_store::Store::new().map(|s| s as Arc<CredentialStore>)
+            }
+            _ => linux_keyutils_keyring_store::Store::new().map(|s| s as Arc<CredentialStore>),
+        };
+        store.map_err(|e| StoreError {
+            tier: tier.as_str(),
             message: format!("unavailable: {e}"),
-        })?;
+        })
+    }
+
+    fn new(tier: Tier, service: &str) -> Result<KeyringStore, StoreError> {
         Ok(KeyringStore {
-            tier: Tier::SecretService,
-            store,
+            tier,
+            store: Arc::new(Mutex::new(Self::connect(tier)?)),
             service: service.to_string(),
         })
+    }
+
+    pub fn secret_service(service: &str) -> Result<KeyringStore, StoreError> {
+        Self::new(Tier::SecretService, service)
     }
 
     pub fn keyutils(service: &str) -> Result<KeyringStore, StoreError> {
-        let store = linux_keyutils_keyring_store::Store::new().map_err(|e| StoreError {
-            tier: Tier::Keyutils.as_str(),
-            message: format!("unavailable: {e}"),
-        })?;
-        Ok(KeyringStore {
-            tier: Tier::Keyutils,
-            store,
-            service: service.to_string(),
-        })
+        Self::new(Tier::Keyutils, service)
     }
 
-    fn entry(&self, account: &str) -> Result<Entry, StoreError> {
-        Entry::new_in_store(&self.store, &self.service, account).map_err(|e| self.err(e))
+    /// Run `op` on the account's entry; on a platform failure, reconnect once and retry.
+    fn with_entry<T>(
+        &self,
+        account: &str,
+        op: impl Fn(&Entry) -> keyring_core::Result<T>,
+    ) -> Result<T, StoreError> {
+        let store = self.store.lock().unwrap().clone();
+        let entry = Entry::new_in_store(&store, &self.service, account).map_err(|e| self.err(e))?;
+        match op(&entry) {
+            Err(
+                keyring_core::Error::PlatformFailure(_) | keyring_core::Error::NoStorageAccess(_),
+            ) => {
+                let fresh = Self::connect(self.tier)?;
+                *self.store.lock().unwrap() = fresh.clone();
+                let entry =
+                    Entry::new_in_store(&fresh, &self.service, account).map_err(|e| self.err(e))?;
+                op(&entry).map_err(|e| self.err(e))
+            }
+            other => other.map_err(|e| self.err(e)),
+        }
     }
 
     fn err(&self, e: keyring_core::Error) -> StoreError {
@@ -317,24 +342,22 @@ impl SecretBackend for KeyringStore {
     }
 
     fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
-        match self.entry(account)?.get_password() {
+        self.with_entry(account, |entry| match entry.get_password() {
             Ok(value) => Ok(Some(Secret::new(Zeroizing::new(value).as_str()))),
             Err(keyring_core::Error::NoEntry) => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
+            Err(e) => Err(e),
+        })
     }
 
     fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        self.entry(account)?
-            .set_password(value.expose())
-            .map_err(|e| self.err(e))
+        self.with_entry(account, |entry| entry.set_password(value.expose()))
     }
 
     fn delete(&self, account: &str) -> Result<(), StoreError> {
-        match self.entry(account)?.delete_credential() {
+        self.with_entry(account, |entry| match entry.delete_credential() {
             Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
-            Err(e) => Err(self.err(e)),
-        }
+            Err(e) => Err(e),
+        })
     }
 }
 

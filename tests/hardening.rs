@@ -59,6 +59,7 @@ async fn outage_5xx_429_and_drops_keep_the_key_served_without_a_tight_loop() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let calls = env.emulator.calls().total - before;
+        println!("{name}: {calls} tenant calls in 10 s of outage");
         assert!(calls <= 30, "{name}: {calls} calls in 10 s is a tight loop");
         assert!(calls >= 1, "{name}: the scheduler did try to rotate");
         let degraded = editor.status_where(|v| v["state"] == "degraded").await;
@@ -105,6 +106,7 @@ async fn no_key_and_a_dead_tenant_is_an_error_not_a_hang() {
         assert!(again.message.contains("tenant"), "{}", again.message);
     }
     let generates = env.emulator.calls().generate;
+    println!("dead tenant: {generates} generate calls for 21 asks");
     assert!(generates <= 4, "{generates} generate calls for 21 asks");
     let status = exec.request("scanmint/status", json!({})).await;
     assert_eq!(status["state"], "error");
@@ -136,7 +138,11 @@ async fn a_slow_tenant_times_out_cleanly() {
     let other = env.lsp(json!({})).await;
     let t = std::time::Instant::now();
     let _ = other.request("scanmint/status", json!({})).await;
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "status took {:?} while a mint hung",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +394,13 @@ async fn a_full_or_read_only_state_directory_is_an_error_state_and_recovers() {
     // The daemon logs outside the state directory, so nothing keeps a file in it open for
     // writing (a read-only remount would be refused as busy).
     let log = std::fs::File::create(env.path("daemon-outside.log")).unwrap();
-    let _daemon = env.cmd(&["daemon"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let _daemon = env
+        .cmd(&["daemon"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     assert!(eventually(5, || env.socket().exists()).await);
     let exec = env.lsp(json!({ "clientKind": "exec" })).await;
     let first = exec.request("scanmint/credentials", json!({})).await;
@@ -643,4 +655,144 @@ async fn every_file_is_private_and_another_user_can_read_none() {
     let (code, _, err) = loose.run(&["lsp", "--standalone"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("chmod 700"), "{err}");
+}
+
+/// A private D-Bus session with an unlocked GNOME Keyring, at a fixed address so it can be
+/// stopped and started again.
+struct Keychain {
+    dir: std::path::PathBuf,
+    bus_pid: i32,
+}
+
+impl Keychain {
+    fn address(dir: &std::path::Path) -> String {
+        format!("unix:path={}", dir.join("bus").display())
+    }
+
+    fn start(dir: &std::path::Path) -> Keychain {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::create_dir_all(dir.join("rt")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("rt"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let _ = std::fs::remove_file(dir.join("bus"));
+        let out = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--fork", "--print-pid=1"])
+            .arg(format!("--address={}", Self::address(dir)))
+            .stderr(Stdio::null())
+            .output()
+            .expect("dbus-daemon (package dbus) is installed");
+        let bus_pid: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("dbus-daemon prints its pid");
+        let mut keyring = std::process::Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", Self::address(dir))
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_RUNTIME_DIR", dir.join("rt"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon is installed");
+        use std::io::Write;
+        keyring
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"throwaway")
+            .unwrap();
+        keyring.wait().unwrap();
+        Keychain {
+            dir: dir.to_path_buf(),
+            bus_pid,
+        }
+    }
+
+    fn stop(&self) {
+        unsafe { libc::kill(self.bus_pid, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_file(self.dir.join("bus"));
+    }
+}
+
+impl Drop for Keychain {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.bus_pid, libc::SIGTERM) };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keychain_going_away_under_a_running_daemon() {
+    let mut env = Env::with(
+        EmulatorConfig {
+            rate_limit_per_sec: 1000,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    env.store = "secret-service";
+    let kc_dir = env.path("keychain");
+    let keychain = Keychain::start(&kc_dir);
+    env.extra_env.push((
+        "DBUS_SESSION_BUS_ADDRESS".into(),
+        Keychain::address(&kc_dir),
+    ));
+    env.extra_env.push((
+        "SCANMINT_KEYRING_SERVICE".into(),
+        format!("scanmint-test-{}", std::process::id()),
+    ));
+    let mut s = env.lsp(json!({ "clientKind": "exec" })).await;
+    let login = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.login", "arguments": [{ "baseUrl": env.emulator.base_url(), "keyId": env.emulator.primary_key_id(), "key": env.emulator.primary_key().expose() }] }),
+        )
+        .await;
+    assert_eq!(login["storage"], "secret-service");
+    let first = s.request("scanmint/credentials", json!({})).await;
+
+    // The D-Bus session (and the keyring with it) goes away.
+    keychain.stop();
+    let rotated = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.rotate" }),
+        )
+        .await;
+    let degraded = s
+        .status_where(|v| v["lastError"]["code"] == "store_unavailable")
+        .await;
+    assert_eq!(
+        degraded["state"], "degraded",
+        "a clear error state: {degraded}"
+    );
+    assert_eq!(
+        degraded["key"]["keyId"], rotated["keyId"],
+        "the new key is still served from memory"
+    );
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.ledger()).unwrap()).unwrap();
+    assert!(
+        ledger["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == first["keyId"]),
+        "no ledger lost"
+    );
+
+    // It comes back: the next store call reconnects, without a daemon restart.
+    let _keychain = Keychain::start(&kc_dir);
+    let again = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.rotate" }),
+        )
+        .await;
+    let ready = s
+        .status_where(|v| v["state"] == "ready" && v["key"]["keyId"] == again["keyId"])
+        .await;
+    assert!(ready.get("lastError").is_none(), "{ready}");
 }

@@ -667,11 +667,11 @@ impl Broker {
         self.with_state(profile, |s| {
             s.phase = Phase::Idle;
             match &result {
-                Ok(active) => {
+                Ok((active, store_problem)) => {
                     s.active = Some(active.clone());
                     s.failures = 0;
                     s.retry_after_ms = 0;
-                    s.last_error = None;
+                    s.last_error = store_problem.clone();
                 }
                 Err((e, kind)) => {
                     if kind.is_some_and(|k| k.is_auth()) {
@@ -693,7 +693,7 @@ impl Broker {
         self.emit_status(profile);
         self.inner.wake.notify_one();
         match result {
-            Ok(active) => {
+            Ok((active, _)) => {
                 self.emit(Event::KeyChanged {
                     profile: profile.into(),
                     generation: Some(active.generation),
@@ -714,7 +714,7 @@ impl Broker {
         &self,
         tenant: &Arc<dyn Tenant>,
         p: &Profile,
-    ) -> Result<ActiveKey, (BrokerError, Option<ErrorKind>)> {
+    ) -> Result<(ActiveKey, Option<BrokerError>), (BrokerError, Option<ErrorKind>)> {
         let primary_id = self.with_state(&p.name, |s| s.primary_id);
         self.measure_clock(tenant, primary_id).await;
         let now = self.tenant_now(tenant);
@@ -801,15 +801,23 @@ impl Broker {
             expires_ms,
             generation,
         };
-        if let Err(e) = self
+        // A store that fails does not stop the mint: the key is usable from memory (and revoked
+        // at the next start as a key we cannot use). The failure shows in the status.
+        let store_problem = match self
             .inner
             .store
             .set(&minted_account(&p.name), &to_secret_json(&stored))
             .await
         {
-            // Still usable from memory; at the next start it is revoked as a key we cannot use.
-            tracing::warn!(error = %e, "cannot cache the minted key in the store");
-        }
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot cache the minted key in the store");
+                Some(BrokerError::new(
+                    "store_unavailable",
+                    format!("the new key works, but the secret store failed: {e}"),
+                ))
+            }
+        };
         crash_point("after-store");
 
         let local_now = self.now();
@@ -828,13 +836,14 @@ impl Broker {
             }
         });
         tracing::info!(key_id = id, generation, fingerprint = %reply.key.fingerprint(), "minted and verified a new key");
-        Ok(ActiveKey {
+        let active = ActiveKey {
             id,
             key: reply.key,
             expires_ms,
             generation,
             role: p.role.clone(),
-        })
+        };
+        Ok((active, store_problem))
     }
 
     /// The seed's last step: the key in the inventory must be exactly what was asked for.

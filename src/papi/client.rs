@@ -263,37 +263,12 @@ impl Client {
         let body = self
             .post(PATH_GENERATE, req, Idempotence::MintsKeys)
             .await?;
-        // Serde's message could quote the reply (e.g. "invalid type: string \"<the new key>\""); the
-        // reply holds a secret, so never pass serde's text on: say only what is wrong.
-        let envelope: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| malformed("generate reply is not valid JSON"))?;
-        let Some(reply) = envelope.get("reply").filter(|r| r.is_object()) else {
-            return Err(malformed("generate reply has no `reply` object"));
-        };
-        let id = reply.get("id").and_then(|v| v.as_i64());
-        let key = reply
-            .get("key")
-            .and_then(|v| v.as_str())
-            .filter(|k| !k.is_empty());
-        match (id, key) {
-            (Some(id), Some(key)) if id > 0 => Ok(GenerateReply {
-                id,
-                key: Secret::new(key),
-            }),
-            (None, _) => Err(malformed("generate reply has no integer `id`")),
-            (Some(_), None) => Err(malformed(
-                "generate reply has no `key`: the new key cannot be used",
-            )),
-            (Some(id), Some(_)) => Err(malformed(format!(
-                "generate reply has an impossible id {id}"
-            ))),
-        }
+        decode_generate_reply(&body)
     }
 
     pub async fn get_api_keys(&self, req: &ListRequest) -> Result<ListReply, PapiError> {
         let body = self.post(PATH_LIST, req, Idempotence::Safe).await?;
-        let envelope: ReplyEnvelope<ListReply> = parse_json(&body)?;
-        Ok(envelope.reply)
+        decode_list_reply(&body)
     }
 
     /// Delete keys by id; returns the tenant's `update_count`.
@@ -302,8 +277,7 @@ impl Client {
             filters: vec![Filter::ids(ids)],
         };
         let body = self.post(PATH_DELETE, &req, Idempotence::Safe).await?;
-        let envelope: ReplyEnvelope<DeleteReply> = parse_json(&body)?;
-        Ok(envelope.reply.update_count)
+        Ok(decode_delete_reply(&body)?.update_count)
     }
 
     /// Whether this client's key works: `Ok(false)` when the tenant refuses it (401).
@@ -557,6 +531,47 @@ fn header_value(s: &str) -> Result<HeaderValue, PapiError> {
 
 fn malformed(message: impl Into<String>) -> PapiError {
     PapiError::new(ErrorKind::Malformed, message)
+}
+
+/// Decode a `generate` reply (`{"reply": {"id": .., "key": ..}}`).
+pub fn decode_generate_reply(body: &[u8]) -> Result<GenerateReply, PapiError> {
+    // Serde's message could quote the reply (e.g. "invalid type: string \"<the new key>\""); the
+    // reply holds a secret, so never pass serde's text on: say only what is wrong.
+    let envelope: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| malformed("generate reply is not valid JSON"))?;
+    let Some(reply) = envelope.get("reply").filter(|r| r.is_object()) else {
+        return Err(malformed("generate reply has no `reply` object"));
+    };
+    let id = reply.get("id").and_then(|v| v.as_i64());
+    let key = reply
+        .get("key")
+        .and_then(|v| v.as_str())
+        .filter(|k| !k.is_empty());
+    match (id, key) {
+        (Some(id), Some(key)) if id > 0 => Ok(GenerateReply {
+            id,
+            key: Secret::new(key),
+        }),
+        (None, _) => Err(malformed("generate reply has no integer `id`")),
+        (Some(_), None) => Err(malformed(
+            "generate reply has no `key`: the new key cannot be used",
+        )),
+        (Some(id), Some(_)) => Err(malformed(format!(
+            "generate reply has an impossible id {id}"
+        ))),
+    }
+}
+
+/// Decode a `get_api_keys` reply (`{"reply": {"DATA": [..], ..}}`).
+pub fn decode_list_reply(body: &[u8]) -> Result<ListReply, PapiError> {
+    let envelope: ReplyEnvelope<ListReply> = parse_json(body)?;
+    Ok(envelope.reply)
+}
+
+/// Decode a `delete` reply (`{"reply": {"update_count": n}}`).
+pub fn decode_delete_reply(body: &[u8]) -> Result<DeleteReply, PapiError> {
+    let envelope: ReplyEnvelope<DeleteReply> = parse_json(body)?;
+    Ok(envelope.reply)
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, PapiError> {

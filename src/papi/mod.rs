@@ -4,5 +4,8 @@ mod client;
 mod error;
 pub mod wire;
 
-pub use client::{Client, ClientOptions, MAX_BODY, RetryPolicy};
+pub use client::{
+    Client, ClientOptions, MAX_BODY, RetryPolicy, decode_delete_reply, decode_generate_reply,
+    decode_list_reply,
+};
 pub use error::{ErrorKind, PapiError};

@@ -207,6 +207,8 @@ pub async fn run() -> anyhow::Result<()> {
                     (_dir_watch, dir_events) = watch_runtime_dir(&dir);
                 }
             }
+            // The idle clock starts when the last session ends, not when it began.
+            _ = hub.session_ended.notified() => idle_since = tokio::time::Instant::now(),
             _ = sigterm.recv() => { tracing::info!("SIGTERM: finishing"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: finishing"); break; }
         }

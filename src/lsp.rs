@@ -69,6 +69,8 @@ pub struct Hub {
     pub broker: Broker,
     sessions: Mutex<HashMap<u64, SessionInfo>>,
     next_id: AtomicU64,
+    /// Signalled whenever a session ends (the daemon's idle clock starts then).
+    pub session_ended: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -78,6 +80,7 @@ impl Hub {
             broker,
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            session_ended: tokio::sync::Notify::new(),
         });
         let events = hub.broker.subscribe();
         tokio::spawn(fan_out(Arc::downgrade(&hub), events));
@@ -117,6 +120,7 @@ impl Hub {
             .serve(crate::framing::OptionalParams::new(service))
             .await;
         self.sessions.lock().unwrap().remove(&id);
+        self.session_ended.notify_one();
         tracing::debug!(session = id, "session ended");
     }
 }

@@ -123,6 +123,9 @@ async fn exit_2_with_a_revoked_key_remints_and_runs_once_more() {
     let (code, out, err) = env.run(&["exec", "--", "sh", "-c", &scanner]).await;
     assert_eq!(code, 0, "{out}{err}");
     let first = env.minted_live()[0];
+    // Let the daemon's start-up reconciliation finish first: it would otherwise notice the
+    // deleted key on its own, and the scan would never see it rejected.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(env.emulator.revoke(first));
     let (code, out, err) = env.run(&["exec", "--", "sh", "-c", &scanner]).await;
     assert_eq!(code, 0, "the rerun with a fresh key passes: {out}{err}");
@@ -593,4 +596,66 @@ async fn completions_and_bad_config_errors() {
         err.contains("config.toml") && err.contains("line 3") && err.contains("rotate_after"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_command_prints_its_bootstrap_line_and_answers_in_envelopes() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["emulator", "--rate-limit", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let boot: Value = serde_json::from_str(&line).unwrap();
+    for field in [
+        "base_url",
+        "primary_key_id",
+        "primary_key",
+        "security_level",
+    ] {
+        assert!(boot.get(field).is_some(), "{field} missing: {line}");
+    }
+    // A raw request, as curl would send it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let reply: Value = http
+        .post(format!(
+            "{}/public_api/v1/api_keys/get_api_keys",
+            boot["base_url"].as_str().unwrap()
+        ))
+        .header("x-xdr-auth-id", boot["primary_key_id"].to_string())
+        .header("Authorization", boot["primary_key"].as_str().unwrap())
+        .json(&serde_json::json!({ "request_data": {} }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["reply"]["TOTAL_COUNT"], 1, "{reply}");
+    let denied = http
+        .post(format!(
+            "{}/public_api/v1/api_keys/get_api_keys",
+            boot["base_url"].as_str().unwrap()
+        ))
+        .header("x-xdr-auth-id", "1")
+        .header("Authorization", "nope")
+        .json(&serde_json::json!({ "request_data": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let body: Value = denied.json().await.unwrap();
+    assert!(body["reply"]["err_msg"].is_string(), "{body}");
+    let _ = child.kill().await;
 }

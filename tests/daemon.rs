@@ -533,3 +533,63 @@ async fn initialize_tolerates_a_client_that_omits_required_capability_fields() {
         .await;
     assert_eq!(s.init["serverInfo"]["name"], "scanmint");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_arriving_gets_a_key_prefetched() {
+    let env = Env::new().await;
+    let mut s = env.lsp(json!({ "clientKind": "editor" })).await;
+    // Nobody asked for credentials: the editor's arrival alone mints the key.
+    let status = s.status_where(|v| v.get("key").is_some()).await;
+    assert_eq!(status["state"], "ready");
+    assert_eq!(env.emulator.calls().generate, 1);
+    assert_eq!(
+        env.minted_live(),
+        vec![status["key"]["keyId"].as_i64().unwrap()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_exits_when_idle_and_on_sigterm_keeps_the_ledger() {
+    let env = Env::new().await;
+    std::fs::write(
+        env.path("config/scanmint/config.toml"),
+        format!(
+            "idle_exit = \"1s\"\n[profile.default]\nbase_url = \"{}\"\n",
+            env.emulator.base_url()
+        ),
+    )
+    .unwrap();
+    let s = env.lsp(json!({ "clientKind": "exec" })).await;
+    let _ = s.request("scanmint/credentials", json!({})).await;
+    let pid = env.daemon_pid().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        env.daemon_pid().await.is_some(),
+        "a session is open: the daemon stays"
+    );
+    drop(s);
+    let mut gone = false;
+    for _ in 0..100 {
+        if unsafe { libc::kill(pid, 0) } != 0 || !env.socket().exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "idle with no sessions: the daemon exits");
+
+    // SIGTERM: finishes, writes the ledger, removes its socket.
+    let s = env.lsp(json!({ "clientKind": "exec" })).await;
+    let c = s.request("scanmint/credentials", json!({})).await;
+    env.kill_daemon(libc::SIGTERM).await;
+    assert!(!env.socket().exists(), "socket removed on SIGTERM");
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.ledger()).unwrap()).unwrap();
+    assert!(
+        ledger["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == c["keyId"])
+    );
+}

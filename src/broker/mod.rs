@@ -27,6 +27,9 @@ use crate::store::{Store, Tier};
 
 /// Reconcile with the tenant this often even when nothing happens.
 const RECONCILE_EVERY_MS: i64 = 3600 * 1000;
+/// A listing judges only keys created this long before it began: timestamps carry the error
+/// of the tenant-clock estimate (the `Date` header has one-second resolution).
+const LISTING_MARGIN_MS: i64 = 5_000;
 /// How long a mint waits to learn the tenant's clock before it goes ahead on ours.
 const CLOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A pending entry the tenant does not list yet is looked for again this soon...
@@ -957,9 +960,14 @@ impl Broker {
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
         let active = self.with_state(profile, |s| s.active.clone());
-        let Some(active) = active.filter(|a| a.id == key_id) else {
-            return Ok(ScanFailure::AlreadyReplaced);
+        let Some(active) = active else {
+            // The key is already gone (reconciliation found it deleted): the scanner needs one now.
+            let fresh = self.mint_now(profile, true).await?;
+            return Ok(ScanFailure::Replaced(fresh.generation));
         };
+        if active.id != key_id {
+            return Ok(ScanFailure::AlreadyReplaced);
+        }
         let now = self.now();
         if self.with_state(profile, |s| {
             s.validated_at
@@ -1326,35 +1334,34 @@ impl Broker {
         // Only keys older than the listing can be judged by it.
         let listed: Vec<i64> = records.iter().map(|r| r.id).collect();
         let mut unresolved = false;
-        let _ = self.update_ledger(|l| {
-            for k in l
-                .keys
-                .iter_mut()
-                .filter(|k| k.profile == profile && k.created_ms < listed_at)
-            {
-                let gone = match k.id {
-                    Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
-                    // Pending without an id and not on the tenant: generate never landed, unless
-                    // it is still in flight (a killed process's request can land after it died):
-                    // look again soon, and give up once no request could still be in flight.
-                    None if k.state == KeyState::Pending
-                        && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
-                    {
-                        let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
-                        unresolved |= !settled;
-                        settled
-                    }
-                    None => false,
-                };
-                if gone {
-                    k.state = KeyState::Revoked;
-                    k.note = Some("not on the tenant".into());
-                    if let Some(id) = k.id {
-                        report.forgotten.push(id);
+        let _ =
+            self.update_ledger(|l| {
+                for k in l.keys.iter_mut().filter(|k| {
+                    k.profile == profile && k.created_ms < listed_at - LISTING_MARGIN_MS
+                }) {
+                    let gone = match k.id {
+                        Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
+                        // Pending without an id and not on the tenant: generate never landed, unless
+                        // it is still in flight (a killed process's request can land after it died):
+                        // look again soon, and give up once no request could still be in flight.
+                        None if k.state == KeyState::Pending
+                            && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
+                        {
+                            let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
+                            unresolved |= !settled;
+                            settled
+                        }
+                        None => false,
+                    };
+                    if gone {
+                        k.state = KeyState::Revoked;
+                        k.note = Some("not on the tenant".into());
+                        if let Some(id) = k.id {
+                            report.forgotten.push(id);
+                        }
                     }
                 }
-            }
-        });
+            });
         if active_id.is_some_and(|id| report.forgotten.contains(&id)) {
             self.with_state(profile, |s| s.active = None);
             let _ = self.inner.store.delete(&minted_account(profile)).await;

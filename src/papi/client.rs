@@ -468,7 +468,12 @@ impl Client {
                 .unwrap_or(0);
             // Date has 1 s resolution and is truncated: add half a second to centre the estimate.
             let offset = server_ms + 500 - now_ms();
-            self.shared.clock_offset_ms.store(offset, Ordering::Relaxed);
+            // Each reply's estimate wobbles by up to ±0.5 s; keep the first one unless the clocks
+            // really moved, so timestamps taken moments apart stay in order.
+            let known = self.shared.clock_offset_ms.load(Ordering::Relaxed);
+            if known == i64::MIN || (offset - known).abs() > 1_000 {
+                self.shared.clock_offset_ms.store(offset, Ordering::Relaxed);
+            }
         }
     }
 

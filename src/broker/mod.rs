@@ -20,7 +20,7 @@ pub use tenant::{Connector, HttpConnector, PrimaryKey, Tenant};
 use crate::clock::Clock;
 use crate::config::{Config, Profile};
 use crate::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
-use crate::papi::wire::{Filter, GenerateRequest, KeyRecord, SecurityLevel};
+use crate::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, SecurityLevel};
 use crate::papi::{ErrorKind, PapiError};
 use crate::secret::{self, Secret};
 use crate::store::{Store, Tier};
@@ -730,10 +730,11 @@ impl Broker {
             self.tag_prefix(&p.name),
             secret::random_alphanumeric(16)
         );
-        let generation = self
-            .update_ledger(|l| {
-                let generation = l.next_generation(&p.name);
-                l.keys.push(LedgerKey {
+        let mut generation = 0;
+        let reply = self
+            .generate_tracked(tenant, p, |l| {
+                generation = l.next_generation(&p.name);
+                LedgerKey {
                     id: None,
                     profile: p.name.clone(),
                     generation,
@@ -745,58 +746,10 @@ impl Broker {
                     retire_at_ms: None,
                     state: KeyState::Pending,
                     note: None,
-                });
-                generation
-            })
-            .map_err(|e| (e, None))?;
-        crash_point("before-generate");
-
-        let request = GenerateRequest {
-            roles: vec![p.role.clone()],
-            security_level: SecurityLevel::Standard,
-            expiration: Some(expires_ms),
-            comment: tag.clone(),
-        };
-        let reply = match tenant.generate(&request).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                // A refusal minted nothing; anything else may have: leave the entry pending so
-                // reconciliation finds the key by its tag and revokes it.
-                if matches!(
-                    e.kind,
-                    ErrorKind::BadRequest
-                        | ErrorKind::Forbidden
-                        | ErrorKind::Unauthorized
-                        | ErrorKind::PaymentRequired
-                ) || (e.kind == ErrorKind::Server && e.status == Some(500))
-                {
-                    let _ = self.update_ledger(|l| {
-                        if let Some(k) = l.key_mut(&tag) {
-                            k.state = KeyState::Revoked;
-                            k.note = Some(format!("generate refused: {}", e.message));
-                        }
-                    });
-                } else {
-                    self.with_state(&p.name, |s| s.next_reconcile_ms = 0);
                 }
-                return Err((explain_generate_error(&e, p), Some(e.kind)));
-            }
-        };
+            })
+            .await?;
         let id = reply.id;
-        // Without the id on disk a crash here still leaves the tag to find the key by.
-        let _ = self.update_ledger(|l| {
-            if let Some(k) = l.key_mut(&tag) {
-                k.id = Some(id);
-            }
-        });
-        crash_point("after-generate");
-
-        if let Err(why) = self.verify(tenant, id, p, expires_ms).await {
-            tracing::warn!(key_id = id, reason = %why.message, "minted key failed verification; revoking it");
-            self.revoke_ids(tenant, &p.name, &[id], "failed verification")
-                .await;
-            return Err((why, None));
-        }
 
         let stored = StoredMinted {
             id,
@@ -847,6 +800,73 @@ impl Broker {
             role: p.role.clone(),
         };
         Ok((active, store_problem))
+    }
+
+    /// The crash-safe heart of every mint: a pending ledger entry on disk first (`entry` builds
+    /// it), then `generate`, then the id recorded, then verification. A key that fails
+    /// verification is revoked at once; a `generate` that may have minted leaves its entry
+    /// pending, so reconciliation finds the key by its tag.
+    async fn generate_tracked(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        p: &Profile,
+        entry: impl FnOnce(&mut Ledger) -> LedgerKey,
+    ) -> Result<GenerateReply, (BrokerError, Option<ErrorKind>)> {
+        let pending = self
+            .update_ledger(|l| {
+                let k = entry(l);
+                l.keys.push(k.clone());
+                k
+            })
+            .map_err(|e| (e, None))?;
+        let tag = pending.tag.clone();
+        crash_point("before-generate");
+
+        let request = GenerateRequest {
+            roles: vec![p.role.clone()],
+            security_level: SecurityLevel::Standard,
+            expiration: Some(pending.expires_ms),
+            comment: tag.clone(),
+        };
+        let reply = match tenant.generate(&request).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // A refusal minted nothing; anything else may have.
+                let refused = matches!(
+                    e.kind,
+                    ErrorKind::BadRequest
+                        | ErrorKind::Forbidden
+                        | ErrorKind::Unauthorized
+                        | ErrorKind::PaymentRequired
+                ) || (e.kind == ErrorKind::Server && e.status == Some(500));
+                if refused {
+                    let _ = self.update_ledger(|l| {
+                        if let Some(k) = l.key_mut(&tag) {
+                            k.state = KeyState::Revoked;
+                            k.note = Some(format!("generate refused: {}", e.message));
+                        }
+                    });
+                } else {
+                    self.with_state(&p.name, |s| s.next_reconcile_ms = 0);
+                }
+                return Err((explain_generate_error(&e, p), Some(e.kind)));
+            }
+        };
+        // Without the id on disk a crash here still leaves the tag to find the key by.
+        let _ = self.update_ledger(|l| {
+            if let Some(k) = l.key_mut(&tag) {
+                k.id = Some(reply.id);
+            }
+        });
+        crash_point("after-generate");
+
+        if let Err(why) = self.verify(tenant, reply.id, p, pending.expires_ms).await {
+            tracing::warn!(key_id = reply.id, reason = %why.message, "minted key failed verification; revoking it");
+            self.revoke_ids(tenant, &p.name, &[reply.id], "failed verification")
+                .await;
+            return Err((why, None));
+        }
+        Ok(reply)
     }
 
     /// The seed's last step: the key in the inventory must be exactly what was asked for.
@@ -1094,8 +1114,8 @@ impl Broker {
             secret::random_alphanumeric(12)
         );
         let expires_ms = now + CANARY_TTL_MS;
-        self.update_ledger(|l| {
-            l.keys.push(LedgerKey {
+        let reply = self
+            .generate_tracked(tenant, p, |_| LedgerKey {
                 id: None,
                 profile: p.name.clone(),
                 generation: 0,
@@ -1108,41 +1128,14 @@ impl Broker {
                 state: KeyState::Pending,
                 note: Some("login canary".into()),
             })
-        })?;
-        let request = GenerateRequest {
-            roles: vec![p.role.clone()],
-            security_level: SecurityLevel::Standard,
-            expiration: Some(expires_ms),
-            comment: tag.clone(),
-        };
-        let reply = match tenant.generate(&request).await {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = self.update_ledger(|l| {
-                    if let Some(k) = l.key_mut(&tag) {
-                        k.state = KeyState::Revoked;
-                        k.note = Some("login refused".into());
-                    }
-                });
-                return Err(explain_generate_error(&e, p));
-            }
-        };
+            .await
+            .map_err(|(e, _)| e)?;
+        // Retiring with its grace already over: if the caller cannot delete it, the scheduler will.
         let _ = self.update_ledger(|l| {
-            if let Some(k) = l.key_mut(&tag) {
-                k.id = Some(reply.id);
+            if let Some(k) = l.by_id_mut(reply.id) {
                 k.state = KeyState::Retiring;
             }
         });
-        if let Err(why) = self.verify(tenant, reply.id, p, expires_ms).await {
-            self.revoke_ids(
-                tenant,
-                &p.name,
-                &[reply.id],
-                "login canary failed verification",
-            )
-            .await;
-            return Err(why);
-        }
         Ok((reply.id, reply.key))
     }
 

@@ -219,14 +219,7 @@ async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_from_stdin_status_and_logout() {
-    let mut env = Env::with(
-        EmulatorConfig {
-            rate_limit_per_sec: 1000,
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
+    let mut env = Env::without_primary().await;
     env.store = "memory";
     let (code, out, _) = env.run(&["status"]).await;
     assert_eq!(code, 1, "not logged in: not usable");
@@ -299,14 +292,7 @@ async fn login_from_stdin_status_and_logout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refuses_a_key_without_view_edit_with_guidance() {
-    let env = Env::with(
-        EmulatorConfig {
-            rate_limit_per_sec: 1000,
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
+    let env = Env::without_primary().await;
     let (id, key) = env.emulator.create_key(
         &["Public API (PAPI) View", "CLI Read-Only Custom"],
         scanmint::papi::wire::SecurityLevel::Standard,

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, generation, mode};
-use scanmint::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -227,14 +226,7 @@ async fn mints_are_wrapped_in_work_done_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_flow_over_lsp() {
-    let mut env = Env::with(
-        EmulatorConfig {
-            rate_limit_per_sec: 1000,
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
+    let mut env = Env::without_primary().await;
     env.store = "memory";
     let mut s = env.lsp(json!({})).await;
     let status = s.status_where(|v| v["state"] == "needs_login").await;

@@ -724,14 +724,7 @@ impl Drop for Keychain {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keychain_going_away_under_a_running_daemon() {
-    let mut env = Env::with(
-        EmulatorConfig {
-            rate_limit_per_sec: 1000,
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
+    let mut env = Env::without_primary().await;
     env.store = "secret-service";
     let kc_dir = env.path("keychain");
     let keychain = Keychain::start(&kc_dir);

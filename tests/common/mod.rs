@@ -33,6 +33,18 @@ impl Env {
         .await
     }
 
+    /// A daemon that must be logged in (no Primary key in its environment).
+    pub async fn without_primary() -> Env {
+        Env::with(
+            EmulatorConfig {
+                rate_limit_per_sec: 1000,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+    }
+
     pub async fn with(config: EmulatorConfig, env_primary: bool) -> Env {
         let emulator = Emulator::start(config).await.expect("emulator starts");
         let dir = tempfile::tempdir().unwrap();

@@ -135,7 +135,8 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
             Err(e) => eprintln!("scanmint: could not check the key after the scan failed: {e}"),
         }
     }
-    client.close().await;
+    // Closing the connection ends the session (and its lease); no shutdown handshake needed.
+    drop(client);
     Ok(code)
 }
 

@@ -373,13 +373,15 @@ impl Session {
             "fingerprint": c.key.fingerprint(),
         });
         if self.may_see_secret() {
-            let lease = self.broker().lease(&profile, c.key_id);
             let mut leases = self.leases.lock().unwrap();
-            // An editor that fetched a newer key has moved on from the old one; exec keeps all.
+            // An editor that fetched a newer key has moved on from the old one; a scanner may
+            // still use every key it was given (one lease per key is enough).
             if !self.is_exec() {
                 leases.clear();
             }
-            leases.push(lease);
+            if !leases.iter().any(|l| l.key_id() == c.key_id) {
+                leases.push(self.broker().lease(&profile, c.key_id));
+            }
             reply["key"] = json!(c.key.expose());
             reply["env"] = json!({
                 "CORTEX_API_BASE_URL": c.base_url,

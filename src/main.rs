@@ -6,13 +6,17 @@ use scanmint::cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli.command);
-    // The proxy only pipes bytes: one thread starts fastest. Everything else may use two.
+    // Servers get two worker threads; one-shot commands (the proxy, exec, the CLI) start fastest
+    // on one, and every scan pays their start-up.
     let runtime = match cli.command {
-        Command::Lsp { standalone: false } => tokio::runtime::Builder::new_current_thread()
+        Command::Daemon
+        | Command::Lsp { standalone: true }
+        | Command::Emulator(_)
+        | Command::Demo => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build(),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
     };

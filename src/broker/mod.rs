@@ -193,6 +193,10 @@ struct ProfileState {
     leases: HashMap<i64, usize>,
     validated_at: HashMap<i64, i64>,
     next_reconcile_ms: i64,
+    /// A reconciliation listing is in flight (it measures the tenant's clock on the way).
+    listing: bool,
+    /// The whole (unexpired) inventory was searched for our tags since the ledger was lost.
+    full_scan_done: bool,
     /// Consecutive failed reconciliations, and when the next may start (a reconcile asked for
     /// "as soon as possible" still waits for this).
     reconcile_failures: u32,
@@ -257,6 +261,7 @@ struct Inner {
     /// `user@host`: the part of every comment tag that says the key is this machine's.
     owner: String,
     progress_ids: std::sync::atomic::AtomicU64,
+    listing_done: Notify,
 }
 
 /// The key broker. Cheap to clone; all clones share one state.
@@ -328,6 +333,7 @@ impl Broker {
                 env_primary: opts.env_primary,
                 owner: owner(),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
+                listing_done: Notify::new(),
             }),
         })
     }
@@ -406,9 +412,25 @@ impl Broker {
     /// header. Without it a fresh connection assumes offset 0, and a skewed tenant gets keys
     /// that expire at the wrong time (or a login canary "in the past"). Errors are left to the
     /// call that follows, which reports them properly.
-    async fn measure_clock(&self, tenant: &Arc<dyn Tenant>, primary_id: Option<i64>) {
+    async fn measure_clock(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        primary_id: Option<i64>,
+    ) {
         if tenant.clock_offset_known() {
             return;
+        }
+        // A reconciliation listing in flight will measure it: wait for that rather than spend
+        // another call (registered before the check, so its end cannot slip past).
+        let listing_done = self.inner.listing_done.notified();
+        tokio::pin!(listing_done);
+        listing_done.as_mut().enable();
+        if self.with_state(profile, |s| s.listing) {
+            let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, listing_done).await;
+            if tenant.clock_offset_known() {
+                return;
+            }
         }
         // Bounded: a slow tenant must not hold a mint up here; without a measurement the mint
         // goes ahead on our clock.
@@ -432,7 +454,16 @@ impl Broker {
         let mut ledger = self.inner.ledger.lock().unwrap();
         let mut changed = ledger.clone();
         let out = f(&mut changed);
-        self.inner.ledger_file.save(&changed).map_err(|e| {
+        // The write fsyncs: on a busy disk that takes milliseconds, so let the runtime move other
+        // tasks off this worker meanwhile.
+        let save = || self.inner.ledger_file.save(&changed);
+        let saved = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(save)
+            }
+            _ => save(),
+        };
+        saved.map_err(|e| {
             BrokerError::new(
                 "ledger_unwritable",
                 format!(
@@ -719,7 +750,7 @@ impl Broker {
         p: &Profile,
     ) -> Result<(ActiveKey, Option<BrokerError>), (BrokerError, Option<ErrorKind>)> {
         let primary_id = self.with_state(&p.name, |s| s.primary_id);
-        self.measure_clock(tenant, primary_id).await;
+        self.measure_clock(tenant, &p.name, primary_id).await;
         let now = self.tenant_now(tenant);
         let ttl_ms = p.ttl.as_millis() as i64;
         let expires_ms = now + ttl_ms;
@@ -1106,7 +1137,7 @@ impl Broker {
         p: &Profile,
         primary_id: i64,
     ) -> Result<(i64, Secret), BrokerError> {
-        self.measure_clock(tenant, Some(primary_id)).await;
+        self.measure_clock(tenant, &p.name, Some(primary_id)).await;
         let now = self.tenant_now(tenant);
         let tag = format!(
             "{}canary-{}",
@@ -1251,7 +1282,9 @@ impl Broker {
                 )
                 .collect()
         });
-        let on_tenant = tenant.list(vec![]).await?;
+        let on_tenant = tenant
+            .list(vec![unexpired(self.tenant_now(&tenant))])
+            .await?;
         ids.extend(
             on_tenant
                 .iter()
@@ -1293,7 +1326,11 @@ impl Broker {
         // List without the mint lock (a slow tenant must not block mints), decide with it: a
         // key minted meanwhile is active in the ledger by then, so it is never taken for an orphan.
         let listed_at = self.tenant_now(&tenant);
-        let records = match tenant.list(vec![]).await {
+        self.with_state(profile, |s| s.listing = true);
+        let listing = self.reconcile_listing(&tenant, profile, listed_at).await;
+        self.with_state(profile, |s| s.listing = false);
+        self.inner.listing_done.notify_waiters();
+        let records = match listing {
             Ok(r) => r,
             Err(e) => {
                 self.note_failure(profile, &e);
@@ -1397,6 +1434,67 @@ impl Broker {
             self.emit_status(profile);
         }
         Ok(report)
+    }
+
+    /// What reconciliation must see, in as few calls as the tenant's size allows: the keys the
+    /// ledger knows (by id), the key of each pending entry without an id (by its exact expiry:
+    /// we asked for it to the millisecond), and, once after the ledger was lost, every unexpired
+    /// key (to find our tags). One call in the common case, none with an empty ledger.
+    async fn reconcile_listing(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        now: i64,
+    ) -> Result<Vec<KeyRecord>, PapiError> {
+        let (ids, pending_expiries) = self.with_ledger(|l| {
+            let ids: Vec<i64> = l
+                .keys
+                .iter()
+                .filter(|k| k.profile == profile && k.state != KeyState::Revoked)
+                .filter_map(|k| k.id)
+                .chain(
+                    l.outbox
+                        .iter()
+                        .filter(|o| o.profile == profile)
+                        .map(|o| o.id),
+                )
+                .collect();
+            let pending: Vec<i64> = l
+                .keys
+                .iter()
+                .filter(|k| k.profile == profile && k.state == KeyState::Pending && k.id.is_none())
+                .map(|k| k.expires_ms)
+                .collect();
+            (ids, pending)
+        });
+        let mut records = Vec::new();
+        if !ids.is_empty() {
+            records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
+        }
+        for expires in pending_expiries {
+            let window = vec![
+                Filter {
+                    field: "expiration".into(),
+                    operator: "gte".into(),
+                    value: serde_json::json!(expires - 1000),
+                },
+                Filter {
+                    field: "expiration".into(),
+                    operator: "lte".into(),
+                    value: serde_json::json!(expires + 1000),
+                },
+            ];
+            records.extend(tenant.list(window).await?);
+        }
+        let lost = self.inner.ledger_file.recovered_from.is_some()
+            && !self.with_state(profile, |s| s.full_scan_done);
+        if lost {
+            records.extend(tenant.list(vec![unexpired(now)]).await?);
+            self.with_state(profile, |s| s.full_scan_done = true);
+        }
+        records.sort_by_key(|r| r.id);
+        records.dedup_by_key(|r| r.id);
+        Ok(records)
     }
 
     fn note_failure(&self, profile: &str, e: &PapiError) {
@@ -1622,6 +1720,15 @@ impl Broker {
     /// Wake the scheduler now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+}
+
+/// Keys that have not expired by `now` (tenant time).
+fn unexpired(now: i64) -> Filter {
+    Filter {
+        field: "expiration".into(),
+        operator: "gte".into(),
+        value: serde_json::json!(now),
     }
 }
 

@@ -709,6 +709,49 @@ impl Keychain {
         }
     }
 
+    /// Lock the login collection, as a screen locker or a timeout would.
+    fn lock(&self) {
+        let ok = std::process::Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+                "/org/freedesktop/secrets",
+            ])
+            .args([
+                "org.freedesktop.Secret.Service.Lock",
+                "array:objpath:/org/freedesktop/secrets/collection/login",
+            ])
+            .env("DBUS_SESSION_BUS_ADDRESS", Self::address(&self.dir))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "dbus-send Lock");
+    }
+
+    /// Unlock it again with the password, as the person would at the prompt.
+    fn unlock(&self) {
+        let mut keyring = std::process::Command::new("gnome-keyring-daemon")
+            .args(["--replace", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", Self::address(&self.dir))
+            .env("XDG_DATA_HOME", self.dir.join("data"))
+            .env("XDG_RUNTIME_DIR", self.dir.join("rt"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        keyring
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"throwaway")
+            .unwrap();
+        keyring.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     fn stop(&self) {
         unsafe { libc::kill(self.bus_pid, libc::SIGTERM) };
         std::thread::sleep(Duration::from_millis(300));
@@ -788,4 +831,62 @@ async fn the_keychain_going_away_under_a_running_daemon() {
         .status_where(|v| v["state"] == "ready" && v["key"]["keyId"] == again["keyId"])
         .await;
     assert!(ready.get("lastError").is_none(), "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keychain_locked_under_a_running_daemon() {
+    let mut env = Env::without_primary().await;
+    env.store = "secret-service";
+    let kc_dir = env.path("keychain");
+    let keychain = Keychain::start(&kc_dir);
+    env.extra_env.push((
+        "DBUS_SESSION_BUS_ADDRESS".into(),
+        Keychain::address(&kc_dir),
+    ));
+    env.extra_env.push((
+        "SCANMINT_KEYRING_SERVICE".into(),
+        format!("scanmint-lock-{}", std::process::id()),
+    ));
+    let mut s = env.lsp(json!({ "clientKind": "exec" })).await;
+    let _ = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.login", "arguments": [{ "baseUrl": env.emulator.base_url(), "keyId": env.emulator.primary_key_id(), "key": env.emulator.primary_key().expose() }] }),
+        )
+        .await;
+    let _ = s.request("scanmint/credentials", json!({})).await;
+
+    keychain.lock();
+    let rotated = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.rotate" }),
+        )
+        .await;
+    let degraded = s
+        .status_where(|v| v["lastError"]["code"] == "store_unavailable")
+        .await;
+    assert_eq!(
+        degraded["state"], "degraded",
+        "a clear error state: {degraded}"
+    );
+    assert_eq!(
+        degraded["key"]["keyId"], rotated["keyId"],
+        "the key is still served"
+    );
+
+    keychain.unlock();
+    let again = s
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "scanmint.rotate" }),
+        )
+        .await;
+    let ready = s
+        .status_where(|v| v["state"] == "ready" && v["key"]["keyId"] == again["keyId"])
+        .await;
+    assert!(
+        ready.get("lastError").is_none(),
+        "recovered once unlocked: {ready}"
+    );
 }

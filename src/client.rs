@@ -86,6 +86,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
     }
     let length = length.ok_or_else(|| std::io::Error::other("frame without Content-Length"))?;
+    // Refuse a length we would never send rather than allocate whatever a frame claims.
+    if length > crate::framing::MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {length} bytes, over the {} MiB limit",
+            crate::framing::MAX_FRAME >> 20
+        )));
+    }
     let mut body = vec![0; length];
     r.read_exact(&mut body).await?;
     serde_json::from_slice(&body)
@@ -259,5 +266,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Connection closed: fail every waiting request.
     for (_, tx) in pending.lock().unwrap().drain() {
         let _ = tx.send(Err(RpcError::closed()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_over_the_limit_are_refused_not_allocated() {
+        let input = b"Content-Length: 99999999999999999\r\n\r\n{}".as_slice();
+        assert!(read_frame(&mut BufReader::new(input)).await.is_err());
+        let input = b"Content-Length: 2\r\n\r\n{}".as_slice();
+        let frame = read_frame(&mut BufReader::new(input)).await.unwrap();
+        assert_eq!(frame, Some(json!({})));
     }
 }

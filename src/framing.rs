@@ -11,6 +11,8 @@ use tower_service::Service;
 /// No LSP message of ours comes near this; a bigger one is a broken or hostile client.
 pub const MAX_FRAME: usize = 16 << 20;
 const MAX_HEADER: usize = 8 << 10;
+/// What the server sees in place of a header block the guard refuses: a parse error.
+pub const REFUSED_HEADER: &[u8] = b"Content-Length: refused\r\n\r\n";
 
 /// What the start of the bytes buffered so far holds, as the guard sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +78,10 @@ pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream
                     return;
                 }
                 Frame::BadLength { header_len, length } => {
-                    tracing::warn!(length = ?length, "LSP frame without a usable Content-Length or over 16 MiB; closing its session");
-                    // Let the server see the bad header so it answers with a parse error first.
-                    let _ = tx.write_all(&buf[..header_len]).await;
+                    tracing::warn!(length = ?length, header_len, "LSP frame without a usable Content-Length or over 16 MiB; closing its session");
+                    // Let the server answer a parse error first. Not with the client's header:
+                    // the server's codec could read a frame inside a block the guard refused.
+                    let _ = tx.write_all(REFUSED_HEADER).await;
                     return;
                 }
             }
@@ -91,12 +94,28 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The body length a header block announces, if the server's codec will read the same one.
+///
+/// tower-lsp-server's codec (httparse) also ends a header line, and so the block, at a bare
+/// `\n`, and takes the *last* `Content-Length`: a block with a bare `\n`, or with two lengths
+/// that differ, would let it cut the stream elsewhere than the guard, and so read a length the
+/// guard never checked. Such a block has no usable length.
 fn content_length(header: &[u8]) -> Option<usize> {
+    let bare_lf = header
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || header[i - 1] != b'\r'));
+    if bare_lf {
+        return None;
+    }
     let text = std::str::from_utf8(header).ok()?;
-    text.split("\r\n")
+    let mut lengths = text
+        .split("\r\n")
         .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim().parse::<usize>().ok());
+    let first = lengths.next()??;
+    lengths.all(|l| l == Some(first)).then_some(first)
 }
 
 /// Wraps the LSP service so `scanmint/*` requests accept absent or `null` params as `{}`.
@@ -169,6 +188,29 @@ mod tests {
         );
         assert_eq!(content_length(b"Content-Type: x\r\n\r\n"), None);
         assert_eq!(content_length(b"Content-Length: -1\r\n\r\n"), None);
+        assert_eq!(
+            content_length(b"Content-Length: 7\r\ncontent-length: 7\r\n\r\n"),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn ambiguous_header_blocks_have_no_length() {
+        // The codec would take the last length; the guard checked the first.
+        assert_eq!(
+            content_length(b"Content-Length: 2\r\nContent-Length: 999999999\r\n\r\n"),
+            None
+        );
+        // The codec would end the block at the bare "\n\n" and read a body from here on.
+        assert_eq!(content_length(b"Content-Length: 0\n\nX: y\r\n\r\n"), None);
+        assert_eq!(content_length(b"X: y\nContent-Length: 9\r\n\r\n"), None);
+        assert_eq!(
+            split_frame(b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+            Frame::BadLength {
+                header_len: 40,
+                length: None
+            }
+        );
     }
 
     #[tokio::test]
@@ -180,6 +222,6 @@ mod tests {
         let mut got = Vec::new();
         out.read_to_end(&mut got).await.unwrap();
         assert_eq!(&got[..good.len()], good);
-        assert!(!got.ends_with(b"more"));
+        assert_eq!(&got[good.len()..], REFUSED_HEADER);
     }
 }

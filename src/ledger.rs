@@ -70,7 +70,8 @@ const KEEP_REVOKED_MS: i64 = 7 * 24 * 3600 * 1000;
 impl Ledger {
     pub fn next_generation(&mut self, profile: &str) -> u64 {
         let g = self.generations.entry(profile.to_string()).or_insert(0);
-        *g += 1;
+        // Saturating: a hand-edited or corrupt ledger may hold any number.
+        *g = g.saturating_add(1);
         *g
     }
 
@@ -98,7 +99,7 @@ impl Ledger {
 
     pub fn queue_delete(&mut self, id: i64, profile: &str, error: &str, next_try_ms: i64) {
         if let Some(item) = self.outbox.iter_mut().find(|o| o.id == id) {
-            item.attempts += 1;
+            item.attempts = item.attempts.saturating_add(1);
             item.next_try_ms = next_try_ms;
             item.last_error = error.to_string();
         } else {
@@ -115,7 +116,10 @@ impl Ledger {
     pub fn prune(&mut self, now_ms: i64) {
         self.keys.retain(|k| {
             k.state != KeyState::Revoked
-                || k.expires_ms.max(k.created_ms) + KEEP_REVOKED_MS > now_ms
+                || k.expires_ms
+                    .max(k.created_ms)
+                    .saturating_add(KEEP_REVOKED_MS)
+                    > now_ms
         });
     }
 }
@@ -218,6 +222,22 @@ mod tests {
         let aside = file.recovered_from.clone().unwrap();
         assert!(aside.ends_with("ledger.json.corrupt-42"));
         assert_eq!(std::fs::read(aside).unwrap(), b"{ not json", "nothing lost");
+    }
+
+    #[test]
+    fn extreme_numbers_in_a_ledger_do_not_overflow() {
+        let mut ledger = Ledger::default();
+        let mut revoked = key("a", KeyState::Revoked);
+        revoked.expires_ms = i64::MAX;
+        ledger.keys.push(revoked);
+        ledger.prune(i64::MAX - 1);
+        assert_eq!(ledger.keys.len(), 1, "expires at the end of time: kept");
+        ledger.generations.insert("p".into(), u64::MAX);
+        assert_eq!(ledger.next_generation("p"), u64::MAX);
+        ledger.queue_delete(1, "p", "e", 0);
+        ledger.outbox[0].attempts = u32::MAX;
+        ledger.queue_delete(1, "p", "e", 0);
+        assert_eq!(ledger.outbox[0].attempts, u32::MAX);
     }
 
     #[test]

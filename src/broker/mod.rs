@@ -971,7 +971,12 @@ impl Broker {
                             .iter()
                             .find(|o| o.id == id)
                             .map_or(0, |o| o.attempts);
-                        l.queue_delete(id, profile, &e.message, now + backoff_ms(attempts + 1));
+                        l.queue_delete(
+                            id,
+                            profile,
+                            &e.message,
+                            now + backoff_ms(attempts.saturating_add(1)),
+                        );
                     }
                 }
             }
@@ -1764,7 +1769,7 @@ fn check_record(record: &KeyRecord, p: &Profile, expires_ms: i64) -> Result<(), 
         ));
     }
     match record.expiration {
-        Some(e) if (e - expires_ms).abs() <= 1000 => Ok(()),
+        Some(e) if e.abs_diff(expires_ms) <= 1000 => Ok(()),
         other => Err(BrokerError::new(
             "wrong_expiry",
             format!(

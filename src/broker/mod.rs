@@ -1444,7 +1444,8 @@ impl Broker {
     /// What reconciliation must see, in as few calls as the tenant's size allows: the keys the
     /// ledger knows (by id), the key of each pending entry without an id (by its exact expiry:
     /// we asked for it to the millisecond), and, once after the ledger was lost, every unexpired
-    /// key (to find our tags). One call in the common case, none with an empty ledger.
+    /// key (to find our tags). One call in the common case (with an empty ledger, the one call
+    /// only learns the tenant's clock).
     async fn reconcile_listing(
         &self,
         tenant: &Arc<dyn Tenant>,
@@ -1475,6 +1476,13 @@ impl Broker {
         let mut records = Vec::new();
         if !ids.is_empty() {
             records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
+        } else if !tenant.clock_offset_known() {
+            // Nothing to look up, but the first mint needs the tenant's clock: read the Primary
+            // key's own record now (the mint waits for this listing instead of probing itself).
+            let primary = self
+                .with_state(profile, |s| s.primary_id)
+                .unwrap_or_default();
+            tenant.list(vec![Filter::ids(&[primary])]).await?;
         }
         for expires in pending_expiries {
             let window = vec![

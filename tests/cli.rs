@@ -645,3 +645,32 @@ async fn emulator_command_prints_its_bootstrap_line_and_answers_in_envelopes() {
     assert!(body["reply"]["err_msg"].is_string(), "{body}");
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_steps_spin_on_a_terminal_and_print_plain_lines_otherwise() {
+    let env = Env::new().await;
+    let (code, plain, err) = env.run(&["rotate"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !plain.contains('⠋') && !err.contains('⠋'),
+        "no spinner without a terminal"
+    );
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    let cmd = env.cmd(&[]);
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
+        .as_std()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} rotate"), "/dev/null"])
+        .env_clear()
+        .envs(envs)
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("⠋ rotating…"), "{tty:?}");
+    assert!(tty.contains("Rotated: key"), "{tty:?}");
+}

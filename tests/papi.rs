@@ -1356,3 +1356,18 @@ async fn echoed_secrets_are_redacted() {
         }
     }
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    // A redirect would resend a POST (with its body gone) elsewhere; the Public API never
+    // redirects, so the client reports it instead of following it.
+    let redirect = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+    let h = hostile(vec![redirect]).await;
+    let papi = hostile_client(&h, &Secret::new("k".repeat(64)), SecurityLevel::Standard);
+    let err = papi
+        .generate(&gen_req(&[CLI_READ_ONLY_CUSTOM], None))
+        .await
+        .fails();
+    assert_eq!(err.status, Some(302), "{err}");
+    assert_eq!(h.requests().len(), 1, "nothing sent to the Location");
+}

@@ -176,7 +176,17 @@ fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, PapiError> {
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
         .pool_idle_timeout(Duration::from_secs(60))
+        // The Public API does not redirect; following one would resend a POST as a GET.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("scanmint/", env!("CARGO_PKG_VERSION")));
+    // Proxies come from the environment, but never for a tenant on this machine.
+    let loopback = reqwest::Url::parse(&opts.base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback))
+        .unwrap_or(false);
+    if loopback {
+        builder = builder.no_proxy();
+    }
     if let Some(ca_file) = &opts.ca_file {
         let pem = std::fs::read(ca_file).map_err(|e| {
             PapiError::new(

@@ -13,7 +13,7 @@ step "build"
 cargo build --locked --all-targets
 
 step "unit and integration tests (real Secret Service + keyutils)"
-scripts/with-keychain.sh cargo test --locked --all-targets
+scripts/with-keychain.sh cargo test --locked --lib --bins --tests
 
 export SCANMINT_BIN="$PWD/target/debug/scanmint"
 

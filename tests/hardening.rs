@@ -765,8 +765,14 @@ impl Drop for Keychain {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_keychain_going_away_under_a_running_daemon() {
+/// Log in with the Secret Service store on a private keychain, get a key, put the keychain in
+/// `trouble`, and check the daemon says so while serving the key; then `mend` it and check the
+/// daemon recovers without a restart.
+async fn survives_keychain_trouble(
+    name: &str,
+    trouble: impl FnOnce(&Keychain),
+    mend: impl FnOnce(&Keychain) -> Option<Keychain>,
+) {
     let mut env = Env::without_primary().await;
     env.store = "secret-service";
     let kc_dir = env.path("keychain");
@@ -777,7 +783,7 @@ async fn the_keychain_going_away_under_a_running_daemon() {
     ));
     env.extra_env.push((
         "SCANMINT_KEYRING_SERVICE".into(),
-        format!("scanmint-test-{}", std::process::id()),
+        format!("scanmint-{name}-{}", std::process::id()),
     ));
     let mut s = env.lsp(json!({ "clientKind": "exec" })).await;
     let login = s
@@ -789,8 +795,7 @@ async fn the_keychain_going_away_under_a_running_daemon() {
     assert_eq!(login["storage"], "secret-service");
     let first = s.request("scanmint/credentials", json!({})).await;
 
-    // The D-Bus session (and the keyring with it) goes away.
-    keychain.stop();
+    trouble(&keychain);
     let rotated = s
         .request(
             "workspace/executeCommand",
@@ -802,11 +807,11 @@ async fn the_keychain_going_away_under_a_running_daemon() {
         .await;
     assert_eq!(
         degraded["state"], "degraded",
-        "a clear error state: {degraded}"
+        "{name}: a clear error state: {degraded}"
     );
     assert_eq!(
         degraded["key"]["keyId"], rotated["keyId"],
-        "the new key is still served from memory"
+        "{name}: the new key is still served from memory"
     );
     let ledger: Value =
         serde_json::from_str(&std::fs::read_to_string(env.ledger()).unwrap()).unwrap();
@@ -816,11 +821,11 @@ async fn the_keychain_going_away_under_a_running_daemon() {
             .unwrap()
             .iter()
             .any(|k| k["id"] == first["keyId"]),
-        "no ledger lost"
+        "{name}: no ledger lost"
     );
 
-    // It comes back: the next store call reconnects, without a daemon restart.
-    let _keychain = Keychain::start(&kc_dir);
+    // Mended: the next store call reconnects (same tier), without a daemon restart.
+    let _restarted = mend(&keychain);
     let again = s
         .request(
             "workspace/executeCommand",
@@ -830,63 +835,24 @@ async fn the_keychain_going_away_under_a_running_daemon() {
     let ready = s
         .status_where(|v| v["state"] == "ready" && v["key"]["keyId"] == again["keyId"])
         .await;
-    assert!(ready.get("lastError").is_none(), "{ready}");
+    assert!(ready.get("lastError").is_none(), "{name}: {ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keychain_going_away_under_a_running_daemon() {
+    // The D-Bus session (and the keyring with it) goes away, then starts again.
+    survives_keychain_trouble("gone", |k| k.stop(), |k| Some(Keychain::start(&k.dir))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keychain_locked_under_a_running_daemon() {
-    let mut env = Env::without_primary().await;
-    env.store = "secret-service";
-    let kc_dir = env.path("keychain");
-    let keychain = Keychain::start(&kc_dir);
-    env.extra_env.push((
-        "DBUS_SESSION_BUS_ADDRESS".into(),
-        Keychain::address(&kc_dir),
-    ));
-    env.extra_env.push((
-        "SCANMINT_KEYRING_SERVICE".into(),
-        format!("scanmint-lock-{}", std::process::id()),
-    ));
-    let mut s = env.lsp(json!({ "clientKind": "exec" })).await;
-    let _ = s
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": "scanmint.login", "arguments": [{ "baseUrl": env.emulator.base_url(), "keyId": env.emulator.primary_key_id(), "key": env.emulator.primary_key().expose() }] }),
-        )
-        .await;
-    let _ = s.request("scanmint/credentials", json!({})).await;
-
-    keychain.lock();
-    let rotated = s
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": "scanmint.rotate" }),
-        )
-        .await;
-    let degraded = s
-        .status_where(|v| v["lastError"]["code"] == "store_unavailable")
-        .await;
-    assert_eq!(
-        degraded["state"], "degraded",
-        "a clear error state: {degraded}"
-    );
-    assert_eq!(
-        degraded["key"]["keyId"], rotated["keyId"],
-        "the key is still served"
-    );
-
-    keychain.unlock();
-    let again = s
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": "scanmint.rotate" }),
-        )
-        .await;
-    let ready = s
-        .status_where(|v| v["state"] == "ready" && v["key"]["keyId"] == again["keyId"])
-        .await;
-    assert!(
-        ready.get("lastError").is_none(),
-        "recovered once unlocked: {ready}"
-    );
+    survives_keychain_trouble(
+        "locked",
+        |k| k.lock(),
+        |k| {
+            k.unlock();
+            None
+        },
+    )
+    .await;
 }

@@ -97,6 +97,23 @@ impl Ledger {
             .filter(move |k| k.profile == profile && k.state != KeyState::Revoked)
     }
 
+    /// Ids of keys of `profile` that may still work on the tenant: live ones and queued deletes.
+    pub fn live_ids(&self, profile: &str) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .live(profile)
+            .filter_map(|k| k.id)
+            .chain(
+                self.outbox
+                    .iter()
+                    .filter(|o| o.profile == profile)
+                    .map(|o| o.id),
+            )
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     pub fn queue_delete(&mut self, id: i64, profile: &str, error: &str, next_try_ms: i64) {
         if let Some(item) = self.outbox.iter_mut().find(|o| o.id == id) {
             item.attempts = item.attempts.saturating_add(1);

@@ -1276,17 +1276,7 @@ impl Broker {
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
         let prefix = self.tag_prefix(profile);
-        let mut ids: Vec<i64> = self.with_ledger(|l| {
-            l.live(profile)
-                .filter_map(|k| k.id)
-                .chain(
-                    l.outbox
-                        .iter()
-                        .filter(|o| o.profile == profile)
-                        .map(|o| o.id),
-                )
-                .collect()
-        });
+        let mut ids = self.with_ledger(|l| l.live_ids(profile));
         let on_tenant = tenant
             .list(vec![unexpired(self.tenant_now(&tenant))])
             .await?;
@@ -1453,18 +1443,7 @@ impl Broker {
         now: i64,
     ) -> Result<Vec<KeyRecord>, PapiError> {
         let (ids, pending_expiries) = self.with_ledger(|l| {
-            let ids: Vec<i64> = l
-                .keys
-                .iter()
-                .filter(|k| k.profile == profile && k.state != KeyState::Revoked)
-                .filter_map(|k| k.id)
-                .chain(
-                    l.outbox
-                        .iter()
-                        .filter(|o| o.profile == profile)
-                        .map(|o| o.id),
-                )
-                .collect();
+            let ids = l.live_ids(profile);
             let pending: Vec<i64> = l
                 .keys
                 .iter()

@@ -443,8 +443,9 @@ impl Client {
     fn auth_headers(&self) -> Result<HeaderMap, PapiError> {
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_AUTH_ID, HeaderValue::from(self.key_id));
-        let authorization = match self.level {
-            SecurityLevel::Standard => self.key.expose().to_string(),
+        // Zeroized once the header holds its own copy.
+        let authorization: zeroize::Zeroizing<String> = match self.level {
+            SecurityLevel::Standard => self.key.expose().to_string().into(),
             SecurityLevel::Advanced => {
                 let nonce = random_alphanumeric(NONCE_LEN);
                 // Sign with the tenant's clock when we know it, so a skewed laptop still authenticates.
@@ -452,7 +453,7 @@ impl Client {
                 let hash = advanced_auth_hash(&self.key, &nonce, &timestamp);
                 headers.insert(HEADER_NONCE, header_value(&nonce)?);
                 headers.insert(HEADER_TIMESTAMP, header_value(&timestamp)?);
-                hash
+                hash.into()
             }
         };
         let mut value = HeaderValue::from_str(&authorization).map_err(|_| {

@@ -139,7 +139,8 @@ pub async fn run() -> anyhow::Result<()> {
     let dir = config::runtime_dir();
     fsutil::ensure_private_dir(&dir)
         .with_context(|| format!("refusing the runtime directory {}", dir.display()))?;
-    let _lock = take_lock(&lock_path())?;
+    // Held (not read) for the life of the process: the flock is what keeps a second daemon out.
+    let mut _lock = take_lock(&lock_path())?;
     let socket = socket_path();
     if socket.exists() {
         // We hold the lock, so no daemon serves it: a crashed daemon left it behind.
@@ -149,7 +150,6 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let mut listener = listen(&socket)?;
     let (mut _dir_watch, mut dir_events) = watch_runtime_dir(&dir);
-    let mut _lock = _lock;
 
     let broker = build_broker()?;
     let idle_exit = broker.config().idle_exit;

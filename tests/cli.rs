@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{BIN, Env, mode};
+use common::{BIN, Env, eventually, mode};
 use scanmint::emulator::{EmulatorConfig, Faults};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -76,15 +76,7 @@ async fn exec_secret_is_not_in_any_argv_of_the_process_tree() {
         .spawn()
         .unwrap();
     // Wait until the key exists and the scanner runs.
-    let mut key_id = None;
-    for _ in 0..100 {
-        key_id = env.minted_live().first().copied();
-        if key_id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let key_id = key_id.expect("a key was minted");
+    let key_id = env.first_minted().await.expect("a key was minted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Find the secret as the scanner sees it, then look for it in every command line.
     let mut found_env = false;
@@ -159,12 +151,7 @@ async fn signals_reach_the_scanner() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap() as i32;
-    for _ in 0..100 {
-        if !env.minted_live().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.first_minted().await.expect("a key was minted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
@@ -184,15 +171,7 @@ async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let mut old = None;
-    for _ in 0..100 {
-        old = env.minted_live().first().copied();
-        if old.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let old = old.unwrap();
+    let old = env.first_minted().await.expect("a key was minted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, out, _) = env.run(&["rotate"]).await;
     assert_eq!(code, 0);
@@ -204,14 +183,8 @@ async fn a_retiring_key_lives_while_an_exec_child_uses_it() {
     );
     let _ = child.wait_with_output().await;
     // Once its user is gone the old key goes, long before the 2 minute grace.
-    for _ in 0..100 {
-        if !env.minted_live().contains(&old) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        !env.minted_live().contains(&old),
+        eventually(5, || !env.minted_live().contains(&old)).await,
         "the old key outlived its last user"
     );
     assert_eq!(env.minted_live().len(), 1);
@@ -437,15 +410,11 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
                 .find_map(|l| l.strip_prefix("CORTEX_API_KEY_ID=").map(String::from))
         })
     };
-    let mut id = None;
-    for _ in 0..100 {
-        id = read_id();
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let id = id.expect("cortex.env written at start");
+    assert!(
+        eventually(5, || read_id().is_some()).await,
+        "cortex.env written at start"
+    );
+    let id = read_id().unwrap();
     assert_eq!(mode(&file), 0o600);
     assert!(
         std::fs::read_to_string(&file)
@@ -460,27 +429,14 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
         )
         .await;
     let new_id = rotated["keyId"].as_i64().unwrap().to_string();
-    for _ in 0..100 {
-        if read_id().as_deref() == Some(new_id.as_str()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        read_id().as_deref(),
-        Some(new_id.as_str()),
+    assert!(
+        eventually(5, || read_id().as_deref() == Some(new_id.as_str())).await,
         "rewritten on rotation (was {id})"
     );
 
     let (code, _, _) = env.run(&["logout"]).await;
     assert_eq!(code, 0);
-    for _ in 0..100 {
-        if !file.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!file.exists(), "deleted on logout");
+    assert!(eventually(5, || !file.exists()).await, "deleted on logout");
     drop(s);
 
     // A user's own file is left alone, and the status says so.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, generation, mode};
+use common::{Env, eventually, generation, mode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -374,13 +374,7 @@ async fn socket_and_directory_are_private_and_loose_ones_are_refused() {
     assert_eq!(mode(env.ledger().parent().unwrap()), 0o700);
 
     let loose = Env::new().await;
-    std::fs::create_dir_all(loose.path("run/scanmint")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        loose.path("run/scanmint"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    loose.loose_dir("run/scanmint");
     let (code, _, err) = loose.run(&["daemon"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("chmod 700"), "{err}");
@@ -560,14 +554,11 @@ async fn the_daemon_exits_when_idle_and_on_sigterm_keeps_the_ledger() {
         "a session is open: the daemon stays"
     );
     drop(s);
-    let mut gone = false;
-    for _ in 0..100 {
-        if unsafe { libc::kill(pid, 0) } != 0 || !env.socket().exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = eventually(
+        5,
+        || unsafe { libc::kill(pid, 0) } != 0 || !env.socket().exists(),
+    )
+    .await;
     assert!(gone, "idle with no sessions: the daemon exits");
 
     // SIGTERM: finishes, writes the ledger, removes its socket.

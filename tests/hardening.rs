@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, mode};
+use common::{Env, eventually, mode};
 use scanmint::emulator::{EmulatorConfig, Failure, FailureKind, Faults, Hostile};
 use serde_json::{Value, json};
 
@@ -17,17 +17,6 @@ fn failing(endpoint: &str, kind: FailureKind) -> Faults {
         failures: BTreeMap::from([(endpoint.to_string(), Failure { kind, rate: 1.0 })]),
         ..Default::default()
     }
-}
-
-/// Poll `cond` for up to `secs` seconds.
-async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,13 +634,7 @@ async fn every_file_is_private_and_another_user_can_read_none() {
     }
     // A state directory with loose permissions is refused, with the fix.
     let loose = Env::new().await;
-    std::fs::create_dir_all(loose.path("state/scanmint")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        loose.path("state/scanmint"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    loose.loose_dir("state/scanmint");
     let (code, _, err) = loose.run(&["lsp", "--standalone"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("chmod 700"), "{err}");

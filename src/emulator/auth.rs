@@ -104,6 +104,16 @@ mod tests {
         })
     }
 
+    /// The Advanced headers a correct client would send.
+    fn advanced_headers(id: i64, key: &Secret, nonce: &str, ts: &str) -> HeaderMap {
+        headers(&[
+            ("x-xdr-auth-id", id.to_string()),
+            ("x-xdr-nonce", nonce.to_string()),
+            ("x-xdr-timestamp", ts.to_string()),
+            ("authorization", wire::advanced_auth_hash(key, nonce, ts)),
+        ])
+    }
+
     #[test]
     fn advanced_key_refuses_standard_auth_and_replays() {
         let shared = Shared::new(String::new(), 10, Faults::default());
@@ -116,12 +126,7 @@ mod tests {
         assert!(authenticate(&mut st, &standard).is_err());
         let nonce = "a".repeat(64);
         let ts = st.now_ms().to_string();
-        let advanced = headers(&[
-            ("x-xdr-auth-id", id.to_string()),
-            ("x-xdr-nonce", nonce.clone()),
-            ("x-xdr-timestamp", ts.clone()),
-            ("authorization", wire::advanced_auth_hash(&key, &nonce, &ts)),
-        ]);
+        let advanced = advanced_headers(id, &key, &nonce, &ts);
         assert_eq!(authenticate(&mut st, &advanced), Ok(id));
         assert_eq!(
             authenticate(&mut st, &advanced),
@@ -136,12 +141,7 @@ mod tests {
         let mut st = shared.lock();
         let nonce = "b".repeat(64);
         let ts = st.now_ms().to_string();
-        let advanced = headers(&[
-            ("x-xdr-auth-id", id.to_string()),
-            ("x-xdr-nonce", nonce.clone()),
-            ("x-xdr-timestamp", ts.clone()),
-            ("authorization", wire::advanced_auth_hash(&key, &nonce, &ts)),
-        ]);
+        let advanced = advanced_headers(id, &key, &nonce, &ts);
         assert!(authenticate(&mut st, &advanced).is_err());
         let bad_id = headers(&[
             ("x-xdr-auth-id", "x1".into()),

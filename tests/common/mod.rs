@@ -196,6 +196,19 @@ impl Env {
             .collect()
     }
 
+    /// Create `rel` with mode 0755: a directory other users could read, which scanmint refuses.
+    pub fn loose_dir(&self, rel: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(self.path(rel)).unwrap();
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The first minted key live on the tenant, waiting up to five seconds for one.
+    pub async fn first_minted(&self) -> Option<i64> {
+        eventually(5, || !self.minted_live().is_empty()).await;
+        self.minted_live().first().copied()
+    }
+
     pub async fn kill_daemon(&self, signal: i32) {
         if let Some(pid) = self.daemon_pid().await {
             unsafe { libc::kill(pid, signal) };
@@ -270,6 +283,17 @@ impl Session {
             }
         }
     }
+}
+
+/// Poll `cond` every 50 ms for up to `secs` seconds; its last answer.
+pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
 }
 
 pub fn generation(v: &Value) -> i64 {

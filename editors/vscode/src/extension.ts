@@ -23,7 +23,9 @@ import {
   ServerCommands,
   type StatusReport,
 } from './protocol';
+import { binaryCandidates, type Found, resolveBinary } from './binary';
 import { redact } from './redact';
+import { documentSelector } from './selector';
 import {
   errorMessage,
   formatDoctor,
@@ -46,6 +48,8 @@ export interface ScanmintApi {
 }
 
 const LOGIN_ACTION = 'Log in';
+const OPEN_SETTINGS = 'Open settings';
+const INSTALL_HELP = 'Show install instructions';
 
 let client: LanguageClient | undefined;
 let settings: Settings;
@@ -57,6 +61,8 @@ let envCollection: vscode.GlobalEnvironmentVariableCollection;
 let appliedGeneration: number | undefined;
 let envRefresh: Promise<void> | undefined;
 let startFailure: string | undefined;
+let extensionPath: string;
+let binary: Found | undefined;
 const statusEmitter = new vscode.EventEmitter<StatusReport>();
 
 function readSettings(): Settings {
@@ -88,7 +94,7 @@ function render(): void {
   if (startFailure) {
     view = {
       text: '$(error) scanmint: not running',
-      tooltip: `**scanmint** could not start: ${md(startFailure)}  \nSet \`scanmint.path\` or put \`scanmint\` on PATH.  \n_Click for actions_`,
+      tooltip: `**scanmint** could not start: ${md(startFailure)}  \nSet \`scanmint.path\`, install the VSIX that bundles scanmint, or put \`scanmint\` on PATH.  \n_Click for actions_`,
       severity: 'error',
     };
   } else if (client && client.state === ClientState.Stopped) {
@@ -182,18 +188,54 @@ async function syncTerminalEnv(): Promise<void> {
 
 // -------------------------------------------------------------------------------------- client
 
+/** Says what to do when no binary works; the buttons open the setting or the README. */
+async function explainMissingBinary(): Promise<void> {
+  const pick = await vscode.window.showErrorMessage(
+    'scanmint: no working scanmint binary. Set scanmint.path, install the VS Code extension package that bundles it, or put scanmint on PATH.',
+    OPEN_SETTINGS,
+    INSTALL_HELP,
+  );
+  if (pick === OPEN_SETTINGS) {
+    await vscode.commands.executeCommand('workbench.action.openSettings', 'scanmint.path');
+  } else if (pick === INSTALL_HELP) {
+    const readme = vscode.Uri.joinPath(vscode.Uri.file(extensionPath), 'README.md');
+    await vscode.commands.executeCommand('markdown.showPreview', readme).then(undefined, () => vscode.window.showTextDocument(readme));
+  }
+}
+
+/** The binary to run, or undefined after saying why none works (see binary.ts for the order). */
+async function findBinary(): Promise<Found | undefined> {
+  const r = await resolveBinary(binaryCandidates({ setting: settings.path, extensionPath, pathEnv: process.env.PATH }));
+  for (const f of r.failures) log.appendLine(`Not using the ${f.source === 'PATH' ? 'PATH' : f.source} binary: ${f.reason}`);
+  if (!r.found) {
+    startFailure = `no working scanmint binary (${r.failures.map((f) => f.reason).join('; ')})`;
+    render();
+    void explainMissingBinary();
+    return undefined;
+  }
+  log.appendLine(`Using ${r.found.command} (${r.found.version}; ${r.found.source})`);
+  const bad = r.failures.find((f) => f.source === 'setting');
+  if (bad) void vscode.window.showWarningMessage(`scanmint: scanmint.path does not work (${bad.reason}); using ${r.found.command}.`, OPEN_SETTINGS).then((a) => {
+    if (a) void vscode.commands.executeCommand('workbench.action.openSettings', 'scanmint.path');
+  });
+  return r.found;
+}
+
 async function startClient(): Promise<void> {
   settings = readSettings();
   startFailure = undefined;
+  binary = await findBinary();
+  if (!binary) return;
   const serverOptions: ServerOptions = {
-    command: settings.command,
+    command: binary.command,
     args: settings.args,
     options: { env: process.env },
   };
   const channel = redactingChannel(log);
   const clientOptions: LanguageClientOptions = {
-    // Diagnostics for literal keys can be in any file a scanner reads.
-    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    // Only the files a scanner reads: the daemon has no business with the rest (status and
+    // commands do not depend on an open document).
+    documentSelector: documentSelector(),
     initializationOptions: initializationOptions(settings),
     outputChannel: channel,
     traceOutputChannel: channel,
@@ -223,7 +265,7 @@ async function startClient(): Promise<void> {
     await c.start();
   } catch (err) {
     startFailure = errorMessage(err);
-    log.appendLine(`Could not start \`${settings.command} ${settings.args.join(' ')}\`: ${startFailure}`);
+    log.appendLine(`Could not start \`${binary.command} ${settings.args.join(' ')}\`: ${startFailure}`);
     render();
     return;
   }
@@ -338,7 +380,10 @@ async function logout(): Promise<void> {
   const profile = settings.profile ?? status?.profile ?? 'default';
   const ok = await vscode.window.showWarningMessage(
     `Log out of scanmint profile "${profile}"?`,
-    { modal: true, detail: 'Every key this machine minted for it is revoked and the Primary key is forgotten.' },
+    {
+      modal: true,
+      detail: 'Every key this machine minted for it is revoked at the tenant and the Primary key is forgotten. Scans fail until you log in again.',
+    },
     'Log out',
   );
   if (ok !== 'Log out') return;
@@ -357,14 +402,37 @@ async function rotate(): Promise<void> {
 }
 
 async function revoke(): Promise<void> {
+  const profile = settings.profile ?? status?.profile ?? 'default';
+  const active = status?.key ? `key #${status.key.keyId}` : 'the active key';
   const pick = await vscode.window.showQuickPick(
     [
-      { label: 'Revoke retiring keys', description: 'keeps the active key', all: false },
-      { label: 'Revoke all keys', description: 'including the active one; the next scan mints anew', all: true },
+      {
+        label: 'Revoke the active and retiring keys',
+        description: `${active} and the keys still in their grace period`,
+        detail: 'The next scan mints a fresh key.',
+        all: false,
+      },
+      {
+        label: 'Revoke every key of this machine',
+        description: `also any key at the tenant tagged as this machine's for profile "${profile}"`,
+        detail: 'For keys left behind by a crash or an old state directory. The next scan mints a fresh key.',
+        all: true,
+      },
     ],
     { title: 'scanmint: revoke', placeHolder: 'Which keys?' },
   );
   if (!pick) return;
+  const ok = await vscode.window.showWarningMessage(
+    pick.all ? `Revoke every key this machine minted for profile "${profile}"?` : `Revoke ${active} and the retiring keys of profile "${profile}"?`,
+    {
+      modal: true,
+      detail: pick.all
+        ? "The active and retiring keys, and every other key at the tenant tagged as this machine's, stop working now. Scanners get a fresh key on their next scan."
+        : 'They stop working now. Scanners get a fresh key on their next scan.',
+    },
+    'Revoke',
+  );
+  if (ok !== 'Revoke') return;
   const result = await withProgress('revoking…', () =>
     execute<RevokeResult>(ServerCommands.revoke, profileArgs(settings.profile, pick.all ? { all: true } : {})),
   );
@@ -415,6 +483,7 @@ async function showStatus(): Promise<void> {
 // ------------------------------------------------------------------------------------ lifecycle
 
 export async function activate(context: vscode.ExtensionContext): Promise<ScanmintApi> {
+  extensionPath = context.extensionPath;
   log = vscode.window.createOutputChannel('scanmint');
   envCollection = context.environmentVariableCollection;
   envCollection.persistent = false; // the secret never lands on disk

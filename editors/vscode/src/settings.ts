@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import type { DoctorResult, LoginArgs } from './protocol';
 
 export interface Settings {
-  /** Executable to launch: `scanmint.path`, or `scanmint` (looked up on PATH). */
-  command: string;
+  /** `scanmint.path` (with `~` expanded), or undefined: see binary.ts for what runs. */
+  path?: string;
   args: string[];
   /** Profile name, or undefined for the daemon's default. */
   profile?: string;
@@ -38,7 +38,7 @@ export function resolveSettings(get: Getter, home: string = os.homedir()): Setti
   const terminalEnv = get<boolean>('terminalEnv') === true;
   const trace = get<string>('trace.server');
   return {
-    command: rawPath ? expandHome(rawPath, home) : 'scanmint',
+    path: rawPath ? expandHome(rawPath, home) : undefined,
     args: ['lsp'],
     profile: profile || undefined,
     // The terminal can only receive the secret if the daemon hands it to this editor.
@@ -71,8 +71,16 @@ export function validateBaseUrl(value: string): string | undefined {
   } catch {
     return 'Not a URL';
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'Use an https:// URL';
-  return undefined;
+  if (url.protocol === 'https:') return undefined;
+  if (url.protocol === 'http:' && isLoopback(url.hostname)) return undefined;
+  if (url.protocol === 'http:') return 'Use an https:// URL: over http:// the Primary key would cross the network in clear text';
+  return 'Use an https:// URL';
+}
+
+/** localhost, 127.0.0.0/8 or ::1: http:// is fine there (the emulator, a local proxy). */
+function isLoopback(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  return h === 'localhost' || h === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 export function validateKeyId(value: string): string | undefined {

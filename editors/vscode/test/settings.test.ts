@@ -15,10 +15,10 @@ import {
 
 const getter = (values: Record<string, unknown>) => <T>(key: string) => values[key] as T | undefined;
 
-test('defaults: scanmint on PATH, no profile, secret not exposed', () => {
+test('defaults: no binary path, no profile, secret not exposed', () => {
   const s = resolveSettings(getter({}), '/home/u');
   assert.deepEqual(s, {
-    command: 'scanmint',
+    path: undefined,
     args: ['lsp'],
     profile: undefined,
     exposeSecretToEditor: false,
@@ -29,9 +29,9 @@ test('defaults: scanmint on PATH, no profile, secret not exposed', () => {
 });
 
 test('scanmint.path with ~ and blanks', () => {
-  assert.equal(resolveSettings(getter({ path: ' ~/bin/scanmint ' }), '/home/u').command, '/home/u/bin/scanmint');
-  assert.equal(resolveSettings(getter({ path: '/opt/scanmint' }), '/home/u').command, '/opt/scanmint');
-  assert.equal(resolveSettings(getter({ path: '   ' }), '/home/u').command, 'scanmint');
+  assert.equal(resolveSettings(getter({ path: ' ~/bin/scanmint ' }), '/home/u').path, '/home/u/bin/scanmint');
+  assert.equal(resolveSettings(getter({ path: '/opt/scanmint' }), '/home/u').path, '/opt/scanmint');
+  assert.equal(resolveSettings(getter({ path: '   ' }), '/home/u').path, undefined);
 });
 
 test('profile goes into initializationOptions', () => {
@@ -61,7 +61,6 @@ test('profileArgs: none for the session profile, an object otherwise', () => {
 
 test('log-in input validation', () => {
   assert.equal(validateBaseUrl('https://api-acme.xdr.us.paloaltonetworks.com'), undefined);
-  assert.equal(validateBaseUrl('http://127.0.0.1:8080'), undefined);
   assert.ok(validateBaseUrl(''));
   assert.ok(validateBaseUrl('api-acme'));
   assert.ok(validateBaseUrl('ftp://x'));
@@ -71,6 +70,23 @@ test('log-in input validation', () => {
   assert.ok(validateKeyId('abc'));
   assert.ok(validateSecret('  '));
   assert.equal(validateSecret('s3cret'), undefined);
+});
+
+// The Primary key is typed next: refuse a URL that would send it in clear text over a network.
+test('http:// only for loopback', () => {
+  for (const ok of ['http://127.0.0.1:8080', 'http://127.1.2.3', 'http://localhost:9', 'http://LOCALHOST', 'http://[::1]:8080/', 'https://10.0.0.5']) {
+    assert.equal(validateBaseUrl(ok), undefined, ok);
+  }
+  for (const bad of [
+    'http://api-acme.xdr.us.paloaltonetworks.com',
+    'http://10.0.0.5:8080',
+    'http://localhost.evil.example',
+    'http://127.0.0.1.nip.io',
+    'http://[::2]',
+    'http://0.0.0.0:8080',
+  ]) {
+    assert.match(validateBaseUrl(bad) ?? '', /https/, bad);
+  }
 });
 
 test('loginArgs: integer key id, trimmed URL, profile only when given', () => {

@@ -1,6 +1,6 @@
 // Bundles the extension (dist/extension.js) and, with --tests, the unit tests (out/test/*.mjs).
 import * as esbuild from 'esbuild';
-import { readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync } from 'node:fs';
 
 const production = process.argv.includes('--production');
 const tests = process.argv.includes('--tests');
@@ -17,6 +17,15 @@ await esbuild.build({
   sourcemap: !production,
   logLevel: 'warning',
 });
+
+// The packaged extension carries the licence texts of the repository root (git-ignored copies).
+if (production) {
+  for (const f of ['LICENSE-MIT', 'LICENSE-APACHE']) {
+    const src = new URL(`../../${f}`, import.meta.url);
+    if (existsSync(src)) copyFileSync(src, f);
+    else console.warn(`build: ../../${f} is missing; the package will lack it`);
+  }
+}
 
 if (tests) {
   await esbuild.build({

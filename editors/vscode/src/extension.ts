@@ -188,6 +188,20 @@ async function syncTerminalEnv(): Promise<void> {
 
 // -------------------------------------------------------------------------------------- client
 
+/** The Settings editor on scanmint.path: a machine setting, so in a remote window (SSH, containers,
+ *  code-server) on the Remote tab, where the User tab does not show it. */
+async function openPathSetting(): Promise<void> {
+  if (vscode.env.remoteName) {
+    try {
+      await vscode.commands.executeCommand('workbench.action.openRemoteSettings', { query: 'scanmint.path' });
+      return;
+    } catch (err) {
+      log.appendLine(`Opening the remote settings: ${errorMessage(err)}`);
+    }
+  }
+  await vscode.commands.executeCommand('workbench.action.openSettings', 'scanmint.path');
+}
+
 /** Says what to do when no binary works; the buttons open the setting or the README. */
 async function explainMissingBinary(): Promise<void> {
   const pick = await vscode.window.showErrorMessage(
@@ -196,7 +210,7 @@ async function explainMissingBinary(): Promise<void> {
     INSTALL_HELP,
   );
   if (pick === OPEN_SETTINGS) {
-    await vscode.commands.executeCommand('workbench.action.openSettings', 'scanmint.path');
+    await openPathSetting();
   } else if (pick === INSTALL_HELP) {
     const readme = vscode.Uri.joinPath(vscode.Uri.file(extensionPath), 'README.md');
     await vscode.commands.executeCommand('markdown.showPreview', readme).then(undefined, () => vscode.window.showTextDocument(readme));
@@ -216,7 +230,7 @@ async function findBinary(): Promise<Found | undefined> {
   log.appendLine(`Using ${r.found.command} (${r.found.version}; ${r.found.source})`);
   const bad = r.failures.find((f) => f.source === 'setting');
   if (bad) void vscode.window.showWarningMessage(`scanmint: scanmint.path does not work (${bad.reason}); using ${r.found.command}.`, OPEN_SETTINGS).then((a) => {
-    if (a) void vscode.commands.executeCommand('workbench.action.openSettings', 'scanmint.path');
+    if (a) void openPathSetting();
   });
   return r.found;
 }

@@ -152,7 +152,8 @@ async function main(vsix, ctx) {
     const checks = report.split('\n').filter((l) => /^[✓!✗] /.test(l));
     if (checks.length < 3) throw new Error(`only ${checks.length} checks: ${report}`);
     if (!report.includes('scanmint doctor —')) throw new Error(report);
-    await page.locator('.part.panel .monaco-editor .view-lines', { hasText: /scanmint doctor|\d+ passed, \d+ warnings/ }).first().waitFor({ timeout: 10_000 });
+    // The Output view shows it (the editor renders spaces as no-break spaces: \s).
+    await page.locator('.part.panel .monaco-editor .view-lines', { hasText: /\d+\spassed,\s\d+\swarnings/ }).first().waitFor({ timeout: 10_000 });
     await page.screenshot({ path: join(artifacts, 'doctor.png') });
     return `${checks.length} checks; ${report.trim().split('\n').pop()}`;
   });

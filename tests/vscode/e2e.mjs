@@ -14,12 +14,12 @@
 //   bundled : the platform VSIX from editors/vscode/package-vsix.sh, no scanmint on PATH, no
 //             scanmint.path, workspace trust on and the folder not trusted (Restricted Mode).
 // Prints "N passed, M failed" last; exits non-zero on any failure. Screenshots: artifacts/.
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   activeMinted, artifacts, bin, check, cleanup, cliStatus, codeServer, dumpLogs, elapsed, env, extDir,
-  failures, isExecutable, KEY_TEXT, log, lspPids, makeProfile, makeWorkspace, openWorkbench, outputLogs,
+  failures, isExecutable, KEY_TEXT, log, lspPids, makeProfile, makeWorkspace, openWorkbench, otherUser, exesOf, outputLogs,
   results, run, sleep, startCodeServer, tenantKey, tmp, waitFor, withoutScanmintOnPath,
 } from './lib.mjs';
 
@@ -244,17 +244,8 @@ async function main(vsix, ctx) {
 // ------------------------------------------------------------------------------------ login
 
 async function login(vsix, ctx) {
-  // A second user: own HOME and XDG dirs (so its own daemon and store), the same config, and no
-  // Primary key anywhere.
-  const home = join(tmp, 'login-user');
-  const userEnv = { ...env };
-  for (const [k, sub] of [['HOME', 'home'], ['XDG_CONFIG_HOME', 'config'], ['XDG_DATA_HOME', 'data'], ['XDG_STATE_HOME', 'state'], ['XDG_CACHE_HOME', 'cache'], ['XDG_RUNTIME_DIR', 'run']]) {
-    userEnv[k] = join(home, sub);
-    mkdirSync(userEnv[k], { recursive: true, mode: 0o700 });
-  }
-  cpSync(join(env.XDG_CONFIG_HOME, 'scanmint'), join(userEnv.XDG_CONFIG_HOME, 'scanmint'), { recursive: true });
-  delete userEnv.SCANMINT_PRIMARY_KEY;
-  delete userEnv.SCANMINT_PRIMARY_KEY_ID;
+  // A second user with no Primary key anywhere.
+  const userEnv = otherUser('login', { primary: false });
 
   const profile = (ctx.profile = makeProfile('login', vsix, { machine: { 'scanmint.path': bin } }));
   const ws = makeWorkspace('login', LITERAL_KEY);
@@ -358,7 +349,10 @@ async function bundled(ctx) {
   const version = JSON.parse(readFileSync(join(extDir, 'package.json'), 'utf8')).version;
   const vsix = join(tmp, `scanmint-${version}-linux-x64.vsix`);
   run(join(extDir, 'package-vsix.sh'), [binCopy, vsix]);
-  const noPath = withoutScanmintOnPath(env);
+  // A user of its own, so that its daemon is the bundled binary too (not one an earlier scenario
+  // started); the Primary key in its environment.
+  const userEnv = otherUser('bundled', { primary: true });
+  const noPath = withoutScanmintOnPath(userEnv);
   const profile = (ctx.profile = makeProfile('bundled', vsix, { trust: true }));
   const ws = makeWorkspace('bundled', LITERAL_KEY);
   // A hostile workspace: it tries to pick the binary and trace the traffic.
@@ -390,7 +384,12 @@ async function bundled(ctx) {
     if (!using || !using[1].startsWith(profile.extsDir)) throw new Error(`not the bundled binary: ${logs.split('\n').filter((l) => l.includes('Using')).join(' / ')}`);
     if (/\/bin\/false/.test(logs)) throw new Error("the workspace's scanmint.path was tried");
     if (/Sending (request|notification)/.test(logs)) throw new Error("the workspace's scanmint.trace.server turned the trace on");
-    return `${JSON.stringify(text)}; ${using[1].slice(tmp.length + 1)}; the workspace's path and trace ignored`;
+    const procs = exesOf(userEnv.XDG_RUNTIME_DIR).filter((p) => p.args === 'daemon' || p.args === 'lsp');
+    const foreign = procs.filter((p) => !p.exe.startsWith(profile.extsDir));
+    if (!procs.some((p) => p.args === 'daemon') || foreign.length) throw new Error(`daemon/lsp processes: ${JSON.stringify(procs)}`);
+    const st = cliStatus(userEnv);
+    if (st?.key?.keyId !== keyId) throw new Error(`CLI shows ${JSON.stringify(st?.key)}; status bar #${keyId}`);
+    return `${JSON.stringify(text)}; lsp and daemon run ${using[1].slice(tmp.length + 1)}; the workspace's path and trace ignored`;
   });
 }
 

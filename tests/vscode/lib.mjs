@@ -2,7 +2,7 @@
 // processes, the emulated tenant's admin endpoint, and a driver for the workbench in headless
 // Chromium. Kept apart so that e2e.mjs reads as the list of things a person does.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,6 +176,37 @@ export function makeWorkspace(name, literalKey) {
   writeFileSync(join(ws, 'cortex.env'), `CORTEX_API_BASE_URL=${env.SCANMINT_BASE_URL}\nCORTEX_API_KEY_ID=17\nCORTEX_API_KEY=${literalKey}\n`);
   writeFileSync(join(ws, 'README.md'), '# scratch workspace for the scanmint VS Code test\n');
   return ws;
+}
+
+/** The environment of another user of this machine: own HOME and XDG dirs (so its own daemon
+ *  and store), the same config; the Primary key in the environment only with PRIMARY. */
+export function otherUser(name, { primary }) {
+  const home = join(tmp, `${name}-user`);
+  const userEnv = { ...env };
+  for (const [k, sub] of [['HOME', 'home'], ['XDG_CONFIG_HOME', 'config'], ['XDG_DATA_HOME', 'data'], ['XDG_STATE_HOME', 'state'], ['XDG_CACHE_HOME', 'cache'], ['XDG_RUNTIME_DIR', 'run']]) {
+    userEnv[k] = join(home, sub);
+    mkdirSync(userEnv[k], { recursive: true, mode: 0o700 });
+  }
+  cpSync(join(env.XDG_CONFIG_HOME, 'scanmint'), join(userEnv.XDG_CONFIG_HOME, 'scanmint'), { recursive: true });
+  if (!primary) {
+    delete userEnv.SCANMINT_PRIMARY_KEY;
+    delete userEnv.SCANMINT_PRIMARY_KEY_ID;
+  }
+  return userEnv;
+}
+
+/** Executable paths of the processes whose environment has XDG_RUNTIME_DIR=RUNTIME. */
+export function exesOf(runtime) {
+  const exes = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`XDG_RUNTIME_DIR=${runtime}`)) {
+        exes.push({ pid: Number(d), exe: readlinkSync(`/proc/${d}/exe`), args: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').slice(1, 2).join(' ') });
+      }
+    } catch {}
+  }
+  return exes;
 }
 
 /** ENV with every PATH directory that holds a `scanmint` removed; fails if one is still found. */

@@ -198,9 +198,19 @@ async function main(vsix, ctx) {
     return `pid ${old[0]} → ${now[0]}; ${JSON.stringify(text)}`;
   });
 
-  await check('"scanmint: Log in" asks for URL, key id, key (password box), level and logs in', async () => {
+  await check('"scanmint: Log in" refuses a non-loopback http:// URL, then asks for key id, key (password box), level', async () => {
     await runCommand('scanmint: Log in');
-    return JSON.stringify((await wb.answerLogin()).slice(0, 100));
+    // Before any key is asked for: the URL box says why and does not move on.
+    const input = page.locator('.quick-input-widget input.input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill('http://api-acme.xdr.us.paloaltonetworks.com');
+    const why = page.locator('.quick-input-widget .quick-input-message', { hasText: 'https://' }).first();
+    await why.waitFor({ timeout: 10_000 });
+    const refusal = (await why.innerText()).trim();
+    await page.keyboard.press('Enter');
+    await sleep(500);
+    if ((await input.getAttribute('type')) === 'password' || (await input.inputValue()) !== 'http://api-acme.xdr.us.paloaltonetworks.com') throw new Error('the http:// URL was accepted');
+    return `${JSON.stringify(refusal.slice(0, 80))}; then ${JSON.stringify((await wb.answerLogin()).slice(0, 80))}`;
   });
 
   await check('scanmint.terminalEnv puts CORTEX_API_* into a new terminal, and nowhere else', async () => {

@@ -1,3 +1,4 @@
+// Which binary the extension runs (setting, bundled, PATH) and why a candidate is passed over.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

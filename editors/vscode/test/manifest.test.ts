@@ -1,3 +1,4 @@
+// package.json as the Marketplace, VS Code and Restricted Mode read it; the engine floor.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';

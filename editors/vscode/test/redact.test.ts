@@ -1,3 +1,4 @@
+// Output-channel redaction: no secret in a trace, whatever name it travels under.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { redact } from '../src/redact';

@@ -1,3 +1,4 @@
+// The document selector: exactly the files src/scan.rs scans reach the daemon.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';

@@ -9,8 +9,9 @@
 #   SHA256SUMS                                           check with: cd dist && sha256sum -c SHA256SUMS
 #
 # SCANMINT_DIST_PROFILE=release (default) or debug: the cargo profile of the binary (tests use
-# debug to reuse their build). Archives are reproducible for a given commit and binary: sorted
-# entries, owner 0, mtimes fixed at SOURCE_DATE_EPOCH (default: the last commit's time).
+# debug to reuse their build, without its debug info). SCANMINT_DIST_DIR: where (default dist/).
+# Archives are reproducible for a given commit and binary: sorted entries, owner 0, mtimes
+# fixed at SOURCE_DATE_EPOCH (default: the last commit's time).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -48,6 +49,13 @@ mkdir -p "$out"
 rm -rf "$out/.stage" "$out/SHA256SUMS" "$out"/scanmint-*"$version"*
 stage=$out/.stage
 trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"
+if [[ $profile == debug ]]; then
+  # The release profile strips already; a debug binary's debug info (4/5 of it) only slows the
+  # test down. The tarball and the VSIX get this same file.
+  strip --strip-debug -o "$stage/scanmint" "$bin"
+  bin=$stage/scanmint
+fi
 
 # The files of a directory that git knows or would add (nothing ignored: no node_modules).
 copy_tree() { # dir dest

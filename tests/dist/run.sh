@@ -2,7 +2,8 @@
 # Runs scripts/dist.sh into a temp dir and checks what a person downloading the artifacts gets:
 # the four files, SHA256SUMS verifying (and catching a changed byte), a tarball that is sorted,
 # owned by root, stamped with SOURCE_DATE_EPOCH and whose binary runs, the completions and the
-# editor shims in it, a VSIX carrying that same binary, and the LSP4IJ template in the zip.
+# editor shims in it, a VSIX carrying that same binary, the LSP4IJ template in the zip, and the
+# README's install commands working as written on these files.
 #   tests/dist/run.sh        (SCANMINT_DIST_PROFILE defaults to debug here: reuses `cargo build`)
 # KEEP_TMP=1 keeps the temp dir. The last line is "N passed, M failed".
 set -uo pipefail
@@ -146,5 +147,31 @@ zip_holds_template() {
   unzip -p "$z" "$jb/template.json" | python3 -c 'import json,sys; t=json.load(sys.stdin); assert t["programArgs"]["default"] == "scanmint lsp", t'
 }
 check "the JetBrains zip holds the LSP4IJ template folder, as in the repository" zip_holds_template
+
+readme_install_works() {
+  # The README's first shell block after "## Install", run as written in dist/ with a fresh HOME.
+  local block home=$tmp/readme-home
+  block=$(awk '/^## Install/ { inst = 1 } inst && /^```sh$/ { on = 1; next } on && /^```$/ { exit } on' README.md)
+  [[ -n $block ]] || { echo "no shell block in the README's Install section"; return 1; }
+  grep -qF "$tarball" <<<"$block" || { echo "the README's install block does not name $tarball:"; echo "$block"; return 1; }
+  mkdir -p "$home"
+  (cd "$out" && HOME=$home bash -euxc "$block") || return 1
+  [[ $("$home/.local/bin/scanmint" --version) == "scanmint $version" ]]
+}
+check "the README's install commands work as written on these artifacts" readme_install_works
+
+readme_names_artifacts() {
+  local section f link
+  section=$(awk '/^## Install/ { on = 1; next } on && /^## / { exit } on' README.md)
+  for f in "$vsix" "$jb.zip" "cargo install --locked scanmint"; do
+    grep -qF "$f" <<<"$section" || { echo "the Install section does not name $f"; return 1; }
+  done
+  # Every link in it points at a file of the repository.
+  while IFS= read -r link; do
+    [[ $link == http* || $link == /* || $link == ../* ]] && { echo "link leaves the repository: $link"; return 1; }
+    [[ -e ${link%%#*} ]] || { echo "broken link: $link"; return 1; }
+  done < <(grep -oE '\]\([^)]+\)' <<<"$section" | sed -E 's/^\]\((.*)\)$/\1/')
+}
+check "the README's Install section names this version's artifacts and links inside the repository" readme_names_artifacts
 
 finish

@@ -26,6 +26,9 @@ tests/vscode/run.sh
 step "JetBrains (LSP4IJ protocol replay)"
 tests/jetbrains/run.sh
 
+step "release artifacts (scripts/dist.sh, debug binary)"
+tests/dist/run.sh
+
 step "benchmark smoke run"
 cargo bench --locked --bench scanmint -- --quick --out target/bench-smoke.json
 

@@ -2,9 +2,13 @@
 // here, so this replays, against the real `scanmint lsp`, what LSP4IJ sends — its initialize
 // request (LSP4IJ's client capabilities, clientInfo, workspace folders, the template's
 // initializationOptions.json), initialized, the template's settings.json as
-// didChangeConfiguration, didOpen of a file it maps ("*") — answers the server's requests the way
-// LSP4IJ does, and checks the replies and notifications, including scanmint's custom ones, which
-// LSP4IJ only logs in its LSP console.
+// didChangeConfiguration, didOpen of the files the template maps — answers the server's requests
+// the way LSP4IJ does, and checks the replies and notifications, including scanmint's custom ones,
+// which LSP4IJ only logs in its LSP console. The template's contents are checked against what the
+// server does: its command starts this server, every file-name pattern maps a file the server
+// scans (and none it ignores), the files no name pattern can express are covered by the server's
+// workspace scan, and the initialization options take effect (editor session: prefetch and
+// workspace diagnostics; no secret for the editor).
 //
 // Run through tests/jetbrains/run.sh (isolated HOME/XDG dirs, emulator, config, Primary key in the
 // environment): needs SCANMINT_BIN; uses SCANMINT_BASE_URL and SCANMINT_PRIMARY_KEY to check.
@@ -31,6 +35,13 @@ const primaryKey = process.env.SCANMINT_PRIMARY_KEY;
 const STATES = ['ready', 'minting', 'rotating', 'needs_login', 'degraded', 'error'];
 const COMMANDS = ['scanmint.login', 'scanmint.logout', 'scanmint.rotate', 'scanmint.revoke', 'scanmint.doctor'];
 const LITERAL_KEY = 'Qm7x'.repeat(32); // 128 characters, like a Cortex API key
+const PROJECT_URL = 'https://github.com/scanmint/scanmint';
+// Files a scanner does not read, some with names close to those it does.
+const NOT_SCANNED = ['README.md', 'notes.txt', 'app.py', 'package.json', 'settings.json', 'config.yml', 'ci.yml', 'docker-compose.yml', 'application.yaml', '.envrc', '.environment'];
+// Scanned files whose name alone does not say so (their folder does): LSP4IJ's file-name
+// patterns cannot map them without mapping every settings.json or YAML file, so the server's
+// workspace scan covers them. Written before initialize.
+const BY_FOLDER = ['.vscode/settings.json', '.github/workflows/ci.yml', '.circleci/config.yml'];
 
 let client;
 let workspace;
@@ -68,11 +79,34 @@ function assertStatusReport(r, where) {
   assertNoSecret(r, where);
 }
 
+/** An IntelliJ file-name pattern (`*` and `?` wildcards, whole name) as a RegExp. */
+function namePattern(p) {
+  return new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+}
+
+const mappedPatterns = () => template.fileTypeMappings.flatMap((m) => m.fileType.patterns.map((p) => ({ pattern: p, languageId: m.languageId })));
+
+async function openWithKey(name, languageId, line = `CORTEX_API_KEY=${LITERAL_KEY}`) {
+  const path = join(workspace, name);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${line}\n`);
+  const uri = pathToFileURL(path).href;
+  client.notify('textDocument/didOpen', { textDocument: { uri, languageId, version: 1, text: `${line}\n` } });
+  return uri;
+}
+
+const literalKeyDiagnostic = (uri) => (m) =>
+  m.method === 'textDocument/publishDiagnostics' && m.params.uri === uri && m.params.diagnostics.some((d) => d.code === 'literal-key');
+
 before(() => {
   assert.ok(bin, 'SCANMINT_BIN is not set: run tests/jetbrains/run.sh');
   const base = process.env.SCANMINT_TEST_TMP ?? mkdtempSync(join(tmpdir(), 'scanmint-jetbrains-'));
   workspace = join(base, 'project');
   mkdirSync(workspace, { recursive: true });
+  for (const name of BY_FOLDER) {
+    mkdirSync(dirname(join(workspace, name)), { recursive: true });
+    writeFileSync(join(workspace, name), name.endsWith('.json') ? `{\n  "terminal.integrated.env.linux": {\n    "CORTEX_API_KEY": "${LITERAL_KEY}"\n  }\n}\n` : `env:\n  CORTEX_API_KEY: ${LITERAL_KEY}\n`);
+  }
   const [cmd, ...args] = commandLine();
   client = new LspClient(cmd, args, {
     // How LSP4IJ answers server requests: progress is accepted, configuration comes from
@@ -88,19 +122,31 @@ after(async () => {
   await client?.close();
 });
 
-test('template.json has the shape LSP4IJ imports: name, programArgs.default, a "*" file-name mapping', () => {
+test('template.json is what LSP4IJ imports: id, name, url of the project, file-name mappings', () => {
   // LSP4IJ's LanguageServerTemplateDeserializer reads `name` and `programArgs.default`
   // unconditionally, and turns fileType.patterns into a file-name-pattern mapping only when the
   // mapping has a languageId; a fileType.name would map an IntelliJ file type of that name instead.
-  assert.equal(typeof template.id, 'string');
-  assert.equal(typeof template.name, 'string');
-  assert.equal(template.programArgs.default, 'scanmint lsp');
-  const [mapping] = template.fileTypeMappings;
-  assert.deepEqual(mapping.fileType.patterns, ['*']);
-  assert.equal(mapping.fileType.name, undefined);
-  assert.equal(typeof mapping.languageId, 'string');
-  assert.deepEqual(Object.keys(initializationOptions).sort(), ['clientKind', 'exposeSecretToEditor']);
-  assert.equal(initializationOptions.clientKind, 'editor');
+  assert.equal(template.id, 'scanmint');
+  assert.equal(template.name, 'scanmint');
+  const cargo = readFileSync(join(here, '..', '..', 'Cargo.toml'), 'utf8');
+  assert.equal(template.url, PROJECT_URL);
+  assert.match(cargo, new RegExp(`^repository = "${PROJECT_URL}"$`, 'm'), 'the crate names the same project page');
+  assert.ok(template.fileTypeMappings.length > 0);
+  for (const m of template.fileTypeMappings) {
+    assert.equal(m.fileType.name, undefined, 'file-name patterns, not an IntelliJ file type');
+    assert.equal(typeof m.languageId, 'string');
+    for (const p of m.fileType.patterns) {
+      assert.ok(!p.includes('/'), `${p}: LSP4IJ matches names, not paths`);
+      assert.ok(!/^\*(\.\w+)?$/.test(p), `${p} maps every file (of a type)`);
+    }
+  }
+});
+
+test('no file-name pattern maps a file a scanner does not read', () => {
+  for (const name of NOT_SCANNED) {
+    const hit = mappedPatterns().find(({ pattern }) => namePattern(pattern).test(name));
+    assert.equal(hit, undefined, `${name} is mapped by ${hit?.pattern}`);
+  }
 });
 
 test('initialize, as LSP4IJ sends it, with the template\'s initializationOptions', async () => {
@@ -116,6 +162,9 @@ test('initialize, as LSP4IJ sends it, with the template\'s initializationOptions
     trace: 'off',
     workspaceFolders: [{ uri: rootUri, name: 'project' }],
   });
+  // programArgs.default started this very server.
+  const version = spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(`${initResult.serverInfo?.name} ${initResult.serverInfo?.version}`, version, 'serverInfo');
   const caps = initResult.capabilities;
   assert.deepEqual([...caps.executeCommandProvider.commands].sort(), [...COMMANDS].sort());
   const sync = typeof caps.textDocumentSync === 'object' ? caps.textDocumentSync.change : caps.textDocumentSync;
@@ -184,13 +233,42 @@ test('work-done progress around the rotation (LSP4IJ advertises window.workDoneP
   }
 });
 
+test('files no name pattern can express are covered by the workspace scan (clientKind "editor" took effect)', async () => {
+  for (const name of BY_FOLDER) {
+    assert.equal(mappedPatterns().find(({ pattern }) => namePattern(pattern).test(name.split('/').pop())), undefined, `${name} is mapped`);
+    const uri = pathToFileURL(join(workspace, name)).href;
+    await client.waitFor(literalKeyDiagnostic(uri), `the server's own diagnostic for ${name} (never opened)`, 10_000);
+  }
+});
+
+test('every file-name pattern maps a file the server scans', async () => {
+  for (const { pattern, languageId } of mappedPatterns()) {
+    const name = pattern.replace(/\*/g, 'local').replace(/\?/g, 'x');
+    assert.ok(namePattern(pattern).test(name));
+    const from = client.received.length;
+    const uri = await openWithKey(join('mapped', name), languageId, name.endsWith('.env') || name.startsWith('.env') ? `CORTEX_API_KEY=${LITERAL_KEY}` : `api_key: ${LITERAL_KEY}`);
+    await client.waitFor(literalKeyDiagnostic(uri), `a literal-key diagnostic for ${name} (pattern ${pattern})`, 10_000, from);
+    client.notify('textDocument/didClose', { textDocument: { uri } });
+  }
+});
+
+test('the server ignores the files the template leaves unmapped', async () => {
+  const uris = NOT_SCANNED.map((name) => openWithKey(join('unmapped', name), 'plaintext'));
+  const opened = await Promise.all(uris);
+  await new Promise((r) => setTimeout(r, 1000));
+  const flagged = client.received.filter((m) => m.method === 'textDocument/publishDiagnostics' && opened.includes(m.params.uri) && m.params.diagnostics.length > 0);
+  assert.deepEqual(flagged.map((m) => m.params.uri), []);
+  for (const uri of opened) client.notify('textDocument/didClose', { textDocument: { uri } });
+});
+
 test('a literal key in cortex.env gets a warning and a quick fix', async () => {
   const path = join(workspace, 'cortex.env');
   const text = `CORTEX_API_BASE_URL=https://api-acme.xdr.us.paloaltonetworks.com\nCORTEX_API_KEY_ID=17\nCORTEX_API_KEY=${LITERAL_KEY}\n`;
   writeFileSync(path, text);
   const uri = pathToFileURL(path).href;
   const from = client.received.length;
-  client.notify('textDocument/didOpen', { textDocument: { uri, languageId: 'plaintext', version: 1, text } });
+  const { languageId } = mappedPatterns().find(({ pattern }) => namePattern(pattern).test('cortex.env'));
+  client.notify('textDocument/didOpen', { textDocument: { uri, languageId, version: 1, text } });
   const pub = await client.waitFor(
     (m) => m.method === 'textDocument/publishDiagnostics' && m.params.uri === uri && m.params.diagnostics.length > 0,
     'diagnostics for cortex.env',
@@ -247,6 +325,33 @@ test('the Cortex plugin\'s CLI Path: a `scanmint wrapper` script runs the CLI wi
   assert.equal(Number(got.id), status.key?.keyId, 'the CLI got the current key id');
   assert.ok(Number(got.keylen) > 0, 'the CLI got a secret');
   assert.equal(got.url.replace(/\/$/, ''), status.baseUrl.replace(/\/$/, ''));
+});
+
+// LSP4IJ cannot run scanmint's log-in command, so initializationOptions.json says
+// `"loginPrompt": "terminal"`: the server should then tell the person to run `scanmint login` in a
+// terminal instead of offering a "Log in" action nothing would carry out. The server side is not
+// built yet (see editors/jetbrains/README.md): reported as a todo until it is, never skipped.
+test('a profile without a Primary key: the prompt says to run `scanmint login` in a terminal, with no "Log in" action', { todo: 'server: honour initializationOptions.loginPrompt = "terminal"' }, async () => {
+  assert.equal(initializationOptions.loginPrompt, 'terminal');
+  const dir = mkdtempSync(join(process.env.SCANMINT_TEST_TMP ?? tmpdir(), 'nologin-'));
+  const env = { ...process.env, XDG_RUNTIME_DIR: join(dir, 'run'), XDG_STATE_HOME: join(dir, 'state') };
+  for (const k of ['SCANMINT_PRIMARY_KEY', 'SCANMINT_PRIMARY_KEY_ID', 'SCANMINT_PRIMARY_SECURITY_LEVEL', 'SCANMINT_BASE_URL']) delete env[k];
+  mkdirSync(env.XDG_RUNTIME_DIR, { recursive: true, mode: 0o700 });
+  const fresh = new LspClient(bin, ['lsp', '--standalone'], { env });
+  try {
+    const rootUri = pathToFileURL(workspace).href;
+    await fresh.request('initialize', { processId: process.pid, rootUri, initializationOptions, capabilities, workspaceFolders: [{ uri: rootUri, name: 'project' }] });
+    fresh.notify('initialized', {});
+    const prompt = await fresh.waitFor(
+      (m) => (m.method === 'window/showMessageRequest' || m.method === 'window/showMessage') && /log ?in/i.test(m.params?.message ?? ''),
+      'a log-in prompt',
+      10_000,
+    );
+    assert.match(prompt.params.message, /`?scanmint login/, 'names the terminal command');
+    assert.deepEqual((prompt.params.actions ?? []).map((a) => a.title).filter((t) => t === 'Log in'), [], 'a "Log in" action LSP4IJ cannot carry out');
+  } finally {
+    await fresh.close();
+  }
 });
 
 test('shutdown and exit end `scanmint lsp`', async () => {

@@ -1,39 +1,130 @@
--- The client attaches to any buffer and keeps the status cache from scanmint/didChangeStatus.
+-- The client attaches only to the files a scanner reads, and what reaches the server proves it:
+-- `scanmint lsp` runs behind a `tee` of its stdin (the bytes Neovim wrote to the server), and
+-- the server's own diagnostics show it read the buffers' unsaved text and the added folders.
 local h = dofile('tests/neovim/helpers.lua')
 local scanmint = require('scanmint')
 
 local ws = h.env.tmp .. '/ws-attach'
-local buf_plain, buf_noft, buf_proj
+local literal = h.env.key:reverse() -- key-shaped, not a real key
 
-h.test('attaches to a file outside any project', function()
-  buf_plain = h.open(ws .. '/loose/notes.txt', { 'hello' })
-  -- Enabled after the buffer is open: vim.lsp.enable() must catch up on existing buffers.
+-- The server, started through a wrapper that records every byte Neovim sends it.
+local wire = ws .. '/wire.log'
+local wrapper = ws .. '/scanmint-tee'
+vim.fn.mkdir(ws, 'p')
+vim.fn.writefile({
+  '#!/bin/sh',
+  ('tee -a %s | %s "$@"'):format(vim.fn.shellescape(wire), vim.fn.shellescape(h.env.bin)),
+}, wrapper)
+vim.fn.setfperm(wrapper, 'rwx------')
+vim.g.scanmint_path = wrapper
+
+-- Every textDocument/publishDiagnostics the server sent: { [uri] = last diagnostics }.
+local published = {}
+local publish = vim.lsp.handlers['textDocument/publishDiagnostics']
+vim.lsp.handlers['textDocument/publishDiagnostics'] = function(err, params, ctx, config)
+  published[params.uri] = params.diagnostics
+  return publish(err, params, ctx, config)
+end
+
+-- The JSON-RPC messages in the wire log, decoded, in order.
+local function sent()
+  local data = table.concat(vim.fn.readfile(wire, 'b'), '\n')
+  local msgs, pos = {}, 1
+  while true do
+    local s, e, len = data:find('Content%-Length: (%d+)\r\n\r\n', pos)
+    if not s then
+      return msgs, data
+    end
+    msgs[#msgs + 1] = vim.json.decode(data:sub(e + 1, e + tonumber(len)))
+    pos = e + tonumber(len) + 1
+  end
+end
+
+local function sent_uris(method)
+  local uris = {}
+  for _, m in ipairs(sent()) do
+    if m.method == method then
+      uris[#uris + 1] = m.params.textDocument.uri
+    end
+  end
+  return uris
+end
+
+local function literal_key_on(uri, ms)
+  h.wait(ms or 10000, function()
+    for _, d in ipairs(published[uri] or {}) do
+      if d.code == 'literal-key' then
+        return true
+      end
+    end
+  end, 'a literal-key diagnostic from the server for ' .. uri)
+end
+
+local others, env_buf, client
+
+h.test('attaches to the files a scanner reads, and to no other buffer', function()
+  vim.fn.mkdir(ws .. '/proj/.git', 'p')
+  others = {
+    h.open(ws .. '/loose/notes.txt', { 'CORTEX_API_KEY=' .. literal }),
+    h.open(ws .. '/proj/src/main.py', { 'print(1)' }),
+    h.open(ws .. '/proj/data.zzunknown', { '' }),
+  }
+  -- Enabled after buffers are open: vim.lsp.enable() catches up on existing buffers.
   vim.lsp.enable('scanmint')
-  local client = h.attached(buf_plain)
-  h.eq({ h.env.bin, 'lsp' }, client.config.cmd, 'cmd (from $SCANMINT_BIN)')
-  h.eq(ws .. '/loose', client.root_dir, 'root_dir falls back to the file directory')
-end)
-
-h.test('sends init_options: editor session, no secret for the editor', function()
-  local client = h.attached(buf_plain)
+  env_buf = h.open(ws .. '/proj/cortex.env', { 'CORTEX_API_KEY_ID=7' })
+  client = h.attached(env_buf)
+  h.eq({ wrapper, 'lsp' }, client.config.cmd, 'cmd (vim.g.scanmint_path)')
+  h.eq(ws .. '/proj', client.root_dir, 'root_dir is the project')
   h.eq('editor', client.config.init_options.clientKind, 'clientKind')
   h.eq(false, client.config.init_options.exposeSecretToEditor, 'exposeSecretToEditor')
+  local yaml = h.open(ws .. '/proj/.github/workflows/ci.yml', { 'on: push' })
+  h.attached(yaml)
+  vim.wait(500) -- a wrong attach would have happened by now
+  for _, b in ipairs(others) do
+    h.eq({}, vim.lsp.get_clients({ bufnr = b }), 'clients of ' .. vim.api.nvim_buf_get_name(b))
+  end
+  h.eq(1, #vim.lsp.get_clients({ name = 'scanmint' }), 'one scanmint client')
 end)
 
-h.test('attaches to a buffer with no filetype (no FileType event)', function()
-  buf_noft = h.open(ws .. '/loose/data.zzunknown', { '' })
-  h.eq('', vim.bo[buf_noft].filetype, 'filetype')
-  h.attached(buf_noft)
+h.test('the server received the scanned buffers only (didOpen on the wire)', function()
+  local opened = sent_uris('textDocument/didOpen')
+  h.eq({
+    vim.uri_from_fname(ws .. '/proj/cortex.env'),
+    vim.uri_from_fname(ws .. '/proj/.github/workflows/ci.yml'),
+  }, opened, 'didOpen URIs sent to the server')
+  local _, raw = sent()
+  for _, name in ipairs({ 'notes.txt', 'main.py', 'data.zzunknown', literal }) do
+    h.ok(not raw:find(name, 1, true), name .. ' reached the server')
+  end
 end)
 
-h.test('attaches to a file in a git project, reusing the one client', function()
-  vim.fn.mkdir(ws .. '/proj/.git', 'p')
-  buf_proj = h.open(ws .. '/proj/src/main.py', { 'print(1)' })
-  h.attached(buf_proj)
-  local clients = vim.lsp.get_clients({ name = 'scanmint' })
-  h.eq(1, #clients, 'number of scanmint clients')
-  local attached = clients[1].attached_buffers
-  h.ok(attached[buf_plain] and attached[buf_noft] and attached[buf_proj], 'all three buffers attached')
+h.test("the server reads the buffer's unsaved text (diagnostic on an edit)", function()
+  local uri = vim.uri_from_bufnr(env_buf)
+  vim.api.nvim_buf_set_lines(env_buf, -1, -1, false, { 'CORTEX_API_KEY=' .. literal })
+  literal_key_on(uri)
+  h.eq({ 'CORTEX_API_KEY_ID=7' }, vim.fn.readfile(ws .. '/proj/cortex.env'), 'the file on disk (unchanged)')
+end)
+
+h.test('a buffer in another project reuses the client and adds its workspace folder', function()
+  -- proj2/.env holds a key on disk and is never opened: only the daemon's folder scan finds it.
+  vim.fn.mkdir(ws .. '/proj2/.git', 'p')
+  vim.fn.writefile({ 'CORTEX_API_KEY=' .. literal }, ws .. '/proj2/.env')
+  local buf = h.open(ws .. '/proj2/.cortex.yaml', { 'api_key_id: 7' })
+  local c = h.attached(buf)
+  h.eq(client.id, c.id, 'the same client')
+  local folder = vim.uri_from_fname(ws .. '/proj2')
+  h.ok(
+    vim.iter(c.workspace_folders or {}):any(function(f)
+      return f.uri == folder
+    end),
+    'client.workspace_folders: ' .. vim.inspect(c.workspace_folders)
+  )
+  literal_key_on(vim.uri_from_fname(ws .. '/proj2/.env'))
+  local added = vim.tbl_filter(function(m)
+    return m.method == 'workspace/didChangeWorkspaceFolders'
+  end, (sent()))
+  h.eq(1, #added, 'didChangeWorkspaceFolders sent once')
+  h.eq(folder, added[1].params.event.added[1].uri, 'the folder added')
 end)
 
 h.test('receives scanmint/didChangeStatus and caches it', function()
@@ -99,6 +190,37 @@ h.test('notifies on a state change, not on an identical repeat or a new key', fu
   scanmint.on_status(nil, saved)
 end)
 
+h.test('the statusline says "stopped" when the server has stopped, not nothing', function()
+  h.ok(scanmint.statusline() ~= '', 'statusline while running')
+  client:stop(true)
+  h.wait(5000, function()
+    return #vim.lsp.get_clients({ name = 'scanmint' }) == 0
+  end, 'the client to stop')
+  h.wait(2000, function()
+    return scanmint.statusline():find('stopped', 1, true) ~= nil
+  end, 'a "stopped" statusline (got ' .. vim.inspect(scanmint.statusline()) .. ')')
+  h.ok(vim.startswith(scanmint.statusline(), 'scanmint: stopped'), scanmint.statusline())
+end)
+
+h.test('status and commands work with no scanned file open: one client, attached to nothing', function()
+  vim.cmd.buffer(others[1]) -- notes.txt: not scanned
+  local err, r = h.run(scanmint.show_status)
+  h.eq(nil, err, ':Scanmint status error')
+  h.eq('default', r.profile, 'status from the server')
+  local clients = vim.lsp.get_clients({ name = 'scanmint' })
+  h.eq(1, #clients, 'one client')
+  h.eq({}, clients[1].attached_buffers, 'attached buffers')
+  -- The statusline comes back with the new client's first status.
+  h.wait(5000, function()
+    return not scanmint.statusline():find('stopped', 1, true)
+  end, 'the statusline to leave "stopped"')
+  -- Opening a scanned file now reuses that client and adds the project.
+  local buf = h.open(ws .. '/proj3/.env.local', { 'A=1' })
+  local c = h.attached(buf)
+  h.eq(clients[1].id, c.id, 'the same client')
+  h.eq(vim.uri_from_fname(ws .. '/proj3'), (c.workspace_folders or {})[1].uri, 'the folder added')
+end)
+
 h.test(':Scanmint completes its subcommands', function()
   h.eq(
     { 'login', 'logout', 'status', 'rotate', 'revoke', 'doctor' },
@@ -114,6 +236,14 @@ h.test('setup() sets the binary and profile of the config', function()
   h.eq({ h.env.bin, 'lsp' }, cfg.cmd, 'cmd')
   h.eq({ clientKind = 'editor', profile = 'default', exposeSecretToEditor = false }, cfg.init_options, 'init_options')
   h.ok(vim.lsp.is_enabled('scanmint'), 'enabled')
+end)
+
+h.test("setup() keeps a cmd the person set with vim.lsp.config", function()
+  local mine = { wrapper, 'lsp' }
+  vim.lsp.config('scanmint', { cmd = mine })
+  scanmint.setup({ profile = 'default' })
+  h.eq(mine, vim.lsp.config.scanmint.cmd, 'cmd after setup()')
+  h.eq('default', vim.lsp.config.scanmint.init_options.profile, 'profile still applied')
 end)
 
 h.finish()

@@ -4,7 +4,15 @@ local scanmint = require('scanmint')
 
 vim.lsp.enable('scanmint')
 
-local buf = h.open(h.env.tmp .. '/ws-commands/README.md', { '# hello' })
+-- The confirmation dialog, stubbed: records each question, answers `confirm_answer`
+-- (1 = the action, 2 = Cancel).
+local questions, confirm_answer = {}, 2
+vim.fn.confirm = function(msg, choices)
+  questions[#questions + 1] = { msg = msg, choices = choices }
+  return confirm_answer
+end
+
+local buf = h.open(h.env.tmp .. '/ws-commands/.env', { 'APP=1' })
 local client, cred
 
 local function last_note(since, needle)
@@ -70,9 +78,30 @@ h.test('rotate shows the server message and reports the new generation', functio
   h.ok(type(result.message) == 'string' and #h.notes_with(result.message, before) == 1, 'message shown once')
 end)
 
+h.test(':Scanmint revoke and logout ask first; Cancel changes nothing on the tenant', function()
+  -- The server's current key (the cached status may still show the one just rotated out).
+  local current = h.request(client, 'scanmint/status', vim.NIL).key
+  local before = #h.notes
+  confirm_answer = 2
+  vim.cmd('Scanmint revoke')
+  vim.cmd('Scanmint logout')
+  h.eq(2, #questions, 'questions asked')
+  h.ok(questions[1].msg:find('Revoke the active key and any retiring one', 1, true), 'revoke question: ' .. questions[1].msg)
+  h.ok(questions[1].choices:find('&Revoke', 1, true), 'revoke choices: ' .. questions[1].choices)
+  h.ok(questions[2].msg:find('revoke every key this machine minted', 1, true), 'logout question: ' .. questions[2].msg)
+  h.eq(1, #h.notes_with('revoke cancelled', before), 'revoke cancelled notice')
+  h.eq(1, #h.notes_with('logout cancelled', before), 'logout cancelled notice')
+  vim.wait(300)
+  h.eq('active', (h.tenant_key(current.keyId) or {}).state, 'the key is still active at the tenant')
+  local r = h.request(client, 'scanmint/status', vim.NIL)
+  h.eq(current.keyId, r.key and r.key.keyId, 'the daemon still serves the key')
+  h.eq('env', r.storage, 'still logged in')
+end)
+
 h.test(':Scanmint revoke revokes the current key; the next request mints a fresh one', function()
   local current = scanmint.status().key
   local before = #h.notes
+  confirm_answer = 1
   vim.cmd('Scanmint revoke')
   h.wait(10000, function()
     return #h.notes_with('Revoked', before) + #h.notes_with('revoked', before) > 0

@@ -20,7 +20,7 @@ local function count(text, pattern)
 end
 
 h.test(':checkhealth scanmint is OK with an attached client', function()
-  local buf = h.open(h.env.tmp .. '/ws-health/main.go', { 'package main' })
+  local buf = h.open(h.env.tmp .. '/ws-health/.cortex.yaml', { 'api_key_id: 7' })
   h.attached(buf)
   local text = checkhealth()
   h.eq(0, count(text, 'ERROR'), 'ERROR lines in:\n' .. text)
@@ -43,11 +43,20 @@ h.test(':checkhealth scanmint without a client asks `scanmint status --json`', f
   h.ok(text:find('OK storage: env', 1, true), 'storage line:\n' .. text)
 end)
 
-h.test(':checkhealth scanmint reports a missing binary as an ERROR', function()
-  local missing = h.env.tmp .. '/no/such/scanmint'
-  vim.g.scanmint_path = missing
+h.test(':checkhealth scanmint checks the cmd configured, not the path the plugin would pick', function()
+  -- vim.g.scanmint_path names nothing, but the person's cmd (what the client runs) works.
+  vim.g.scanmint_path = h.env.tmp .. '/no/such/scanmint'
+  vim.lsp.config('scanmint', { cmd = { h.env.bin, 'lsp' } })
   local text = checkhealth()
+  h.eq(0, count(text, 'ERROR'), 'ERROR lines in:\n' .. text)
+  h.ok(text:find('command: ' .. h.env.bin .. ' lsp', 1, true), 'command line:\n' .. text)
+end)
+
+h.test(':checkhealth scanmint reports a configured cmd whose binary is missing as an ERROR', function()
+  local missing = h.env.tmp .. '/no/such/scanmint'
   vim.g.scanmint_path = nil
+  vim.lsp.config('scanmint', { cmd = { missing, 'lsp' } })
+  local text = checkhealth()
   h.ok(text:find('ERROR binary not found: ' .. missing, 1, true), 'missing binary:\n' .. text)
 end)
 

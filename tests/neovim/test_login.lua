@@ -48,7 +48,7 @@ local function state()
 end
 
 h.test('a daemon without a Primary key asks to "Log in"', function()
-  buf = h.open(h.env.tmp .. '/ws-login/app.py', { 'x = 1' })
+  buf = h.open(h.env.tmp .. '/ws-login/.env', { 'X=1' })
   client = h.attached(buf)
   h.wait(10000, function()
     return #asked > 0
@@ -98,7 +98,15 @@ h.test(':Scanmint login with the emulator Primary key logs in', function()
 end)
 
 h.test(':Scanmint logout forgets the Primary key', function()
+  local asked_logout
+  local confirm = vim.fn.confirm
+  vim.fn.confirm = function(msg)
+    asked_logout = msg
+    return 1
+  end
   local err, result = h.run(scanmint.logout)
+  vim.fn.confirm = confirm
+  h.ok(asked_logout and asked_logout:find('revoke every key', 1, true), 'asked first: ' .. tostring(asked_logout))
   h.eq(nil, err, 'error')
   h.ok(type(result.revoked) == 'table' and vim.tbl_contains(result.revoked, minted), 'revoked the minted key: ' .. vim.inspect(result))
   for _, id in ipairs(result.revoked) do

@@ -1,6 +1,7 @@
 -- scanmint: short-lived, least-privilege API keys for IDE security scanners.
 -- Neovim >= 0.11: vim.lsp.enable('scanmint'). The binary is vim.g.scanmint_path, else
--- $SCANMINT_BIN, else `scanmint` on $PATH (read when this config is first resolved).
+-- $SCANMINT_BIN, else `scanmint` on $PATH (read each time this config is resolved). A `cmd` set
+-- with vim.lsp.config('scanmint', { cmd = ... }) wins over all three.
 local scanmint = require('scanmint')
 
 -- The server asks once per session when its profile needs a login, with the action "Log in":
@@ -18,8 +19,9 @@ end
 ---@type vim.lsp.Config
 return {
   cmd = { scanmint.bin(), 'lsp' },
-  -- No `filetypes`: every buffer. plugin/scanmint.lua also covers buffers with no filetype,
-  -- which never fire the FileType event vim.lsp.enable() listens to.
+  -- No `filetypes`: the files a scanner reads have no filetype of their own (`cortex.env`,
+  -- `.env.local`, CI YAML), so root_dir decides by file name and only calls on_dir for those.
+  -- plugin/scanmint.lua covers the ones with no filetype at all (no FileType event).
   root_dir = scanmint.root_dir,
   reuse_client = scanmint.reuse_client,
   init_options = scanmint.init_options(),
@@ -27,7 +29,9 @@ return {
     ['scanmint/didChangeStatus'] = scanmint.on_status,
     ['window/showMessageRequest'] = show_message_request,
   },
-  on_exit = function()
-    vim.schedule(scanmint.on_exit)
+  on_exit = function(code, signal)
+    vim.schedule(function()
+      scanmint.on_exit(code, signal)
+    end)
   end,
 }

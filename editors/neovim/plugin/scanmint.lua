@@ -1,4 +1,5 @@
--- :Scanmint login|logout|status|rotate|revoke|doctor
+-- :Scanmint login|logout|status|rotate|revoke|doctor, and attaching to scanned files that
+-- have no filetype.
 if vim.g.loaded_scanmint then
   return
 end
@@ -24,19 +25,20 @@ end, {
 })
 
 -- vim.lsp.enable() starts clients on FileType, which never fires for a buffer whose filetype
--- is unknown (say, an empty `cortex.env`). Cover those buffers too.
+-- is unknown (say, an empty `cortex.env`). Cover those buffers too; root_dir still decides.
 vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
   group = vim.api.nvim_create_augroup('scanmint.attach', {}),
   callback = function(ev)
     vim.schedule(function()
+      local scanmint = require('scanmint')
       if
-        vim.lsp.is_enabled('scanmint')
+        scanmint.is_enabled()
         and vim.api.nvim_buf_is_valid(ev.buf)
         and vim.bo[ev.buf].buftype == ''
         and vim.bo[ev.buf].filetype == ''
         and #vim.lsp.get_clients({ bufnr = ev.buf, name = 'scanmint' }) == 0
       then
-        require('scanmint').attach(ev.buf)
+        scanmint.attach(ev.buf)
       end
     end)
   end,

@@ -1,4 +1,4 @@
--- :checkhealth scanmint
+-- :checkhealth scanmint: the configured command, the daemon's state and its storage tier.
 local M = {}
 
 local health = vim.health
@@ -11,13 +11,25 @@ local storage_advice = {
   memory = { 'warn', 'memory only: the Primary key is lost when the daemon exits' },
 }
 
+-- The command the client really starts: vim.lsp.config.scanmint.cmd, which a person's own
+-- vim.lsp.config('scanmint', { cmd = ... }) overrides, not what the plugin would pick.
 local function check_binary()
-  local bin = require('scanmint').bin()
+  local cfg = vim.lsp.config.scanmint
+  local cmd = cfg and cfg.cmd
+  if type(cmd) ~= 'table' or type(cmd[1]) ~= 'string' then
+    health.error(('vim.lsp.config.scanmint.cmd is %s, not a command line'):format(vim.inspect(cmd)), {
+      "Leave cmd unset (the plugin runs `scanmint lsp`), or set { '/path/to/scanmint', 'lsp' }",
+    })
+    return nil
+  end
+  health.info('command: ' .. table.concat(cmd, ' '))
+  local bin = cmd[1]
   local path = vim.fn.exepath(bin)
   if path == '' then
     health.error(('binary not found: %s'):format(bin), {
       'Install scanmint and put it on $PATH',
       'or set vim.g.scanmint_path (or $SCANMINT_BIN) to the binary',
+      "or vim.lsp.config('scanmint', { cmd = { '/path/to/scanmint', 'lsp' } })",
     })
     return nil
   end
@@ -70,7 +82,7 @@ function M.check()
 
   local path = check_binary()
 
-  if vim.lsp.is_enabled('scanmint') then
+  if require('scanmint').is_enabled() then
     health.ok("vim.lsp.enable('scanmint') is on")
   else
     health.warn('the scanmint language server is not enabled', {

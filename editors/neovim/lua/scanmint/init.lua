@@ -16,6 +16,7 @@ M.report = nil
 local last_summary = nil -- what the last notification was about
 
 --- Options: { profile = 'name', path = '/path/to/scanmint', notify = true, enable = true }.
+--- A `cmd` or `init_options` the person set with vim.lsp.config('scanmint', ...) is kept.
 function M.setup(opts)
   opts = opts or {}
   if opts.path then
@@ -27,11 +28,21 @@ function M.setup(opts)
   if opts.notify ~= nil then
     M.options.notify = opts.notify
   end
-  -- Re-resolve lsp/scanmint.lua so a new path or profile takes effect.
-  vim.lsp.config(NAME, { cmd = { M.bin(), 'lsp' }, init_options = M.init_options() })
+  -- An empty update only invalidates the resolved config: lsp/scanmint.lua runs again and
+  -- picks up the new path and profile, under whatever the person configured themselves.
+  vim.lsp.config(NAME, {})
   if opts.enable ~= false then
     vim.lsp.enable(NAME)
   end
+end
+
+--- vim.lsp.is_enabled() exists from Neovim 0.11.2 only; 0.11.0 and 0.11.1 keep the same
+--- table it reads.
+function M.is_enabled()
+  if vim.lsp.is_enabled then
+    return vim.lsp.is_enabled(NAME)
+  end
+  return type(vim.lsp._enabled_configs) == 'table' and vim.lsp._enabled_configs[NAME] ~= nil
 end
 
 --- The binary: vim.g.scanmint_path, else $SCANMINT_BIN, else `scanmint` on $PATH.
@@ -47,20 +58,84 @@ function M.init_options()
   return { clientKind = 'editor', profile = M.profile(), exposeSecretToEditor = false }
 end
 
---- root_dir for vim.lsp.config: the project root when there is one, else the file's own
---- directory, else the cwd. Always calls on_dir, so every buffer gets the client.
+--- Whether a scanner reads the file at `path`, by its place in a workspace. The same list as
+--- the server's (src/scan.rs, is_scanned_file): only these files are sent to the daemon.
+function M.is_scanned(path)
+  if type(path) ~= 'string' or path == '' then
+    return false
+  end
+  local name = vim.fs.basename(path)
+  local parent = vim.fs.basename(vim.fs.dirname(path))
+  local grandparent = vim.fs.basename(vim.fs.dirname(vim.fs.dirname(path)))
+  local yaml = name:match('%.ya?ml$') ~= nil
+  return name == 'cortex.env'
+    or name == '.cortex.yaml'
+    or name == '.cortex.yml'
+    or name == '.env'
+    or vim.startswith(name, '.env.')
+    or (name == 'settings.json' and parent == '.vscode')
+    or (yaml and parent == 'workflows' and grandparent == '.github')
+    or name == '.gitlab-ci.yml'
+    or name == 'azure-pipelines.yml'
+    or name == 'bitbucket-pipelines.yml'
+    or (name == 'config.yml' and parent == '.circleci')
+end
+
+--- root_dir for vim.lsp.config: calls on_dir only for the files a scanner reads, so no other
+--- buffer is attached (or sent to the daemon). The root is the project (.git, cortex.env,
+--- .cortex.yaml) when there is one, else the directory holding `.vscode`, `.github`... or the file.
 function M.root_dir(bufnr, on_dir)
+  local name = vim.api.nvim_buf_get_name(bufnr)
+  if not M.is_scanned(name) then
+    return
+  end
   local root = vim.fs.root(bufnr, { '.git', 'cortex.env', '.cortex.yaml' })
   if not root then
-    local name = vim.api.nvim_buf_get_name(bufnr)
-    root = name ~= '' and vim.fs.dirname(name) or vim.fn.getcwd()
+    local dir = vim.fs.dirname(name)
+    local up = { ['.vscode'] = 1, ['.circleci'] = 1, workflows = 2 }
+    for _ = 1, up[vim.fs.basename(dir)] or 0 do
+      dir = vim.fs.dirname(dir)
+    end
+    root = dir
   end
   on_dir(root)
 end
 
---- One client for all buffers: the daemon is per user, not per project.
+-- Tell a running client about one more workspace folder (once it is initialized: the
+-- initialize request already went out with the folders it had).
+local function add_folder(client, dir)
+  local folder = { uri = vim.uri_from_fname(dir), name = dir }
+  for _, f in ipairs(client.workspace_folders or {}) do
+    if f.uri == folder.uri then
+      return
+    end
+  end
+  client.workspace_folders = client.workspace_folders or {}
+  table.insert(client.workspace_folders, folder)
+  local tries = 0
+  local function send()
+    if client:is_stopped() then
+      return
+    end
+    if not client.initialized then
+      tries = tries + 1
+      return tries < 400 and vim.defer_fn(send, 25) or nil
+    end
+    client:notify('workspace/didChangeWorkspaceFolders', { event = { added = { folder }, removed = {} } })
+  end
+  send()
+end
+
+--- One client for all buffers: the daemon is per user, not per project. Reusing it for a
+--- buffer in another project adds that project as a workspace folder (the daemon watches it).
 function M.reuse_client(client, config)
-  return client.name == config.name and not client:is_stopped()
+  if client.name ~= config.name or client:is_stopped() then
+    return false
+  end
+  if type(config.root_dir) == 'string' then
+    add_folder(client, config.root_dir)
+  end
+  return true
 end
 
 -- Status ------------------------------------------------------------------------------
@@ -80,11 +155,23 @@ local function key_text(key)
   return ('key #%d until %s'):format(key.keyId, clock(key.expiresAt))
 end
 
---- A short text for 'statusline' / 'winbar'; '' when scanmint is not running.
+--- How the last client ended ({ code, signal }), until a new one reports a status.
+---@type table?
+M.stopped = nil
+
+--- A short text for 'statusline' / 'winbar'; '' until a scanmint client has started, then
+--- 'scanmint: stopped' once it has ended (a crashed or stopped server is not news to hide).
 function M.statusline()
   local r = M.report
   if not r then
-    return ''
+    local st = M.stopped
+    if not st then
+      return ''
+    end
+    local how = (st.signal and st.signal ~= 0 and (' (signal %d)'):format(st.signal))
+      or (st.code and st.code ~= 0 and (' (exit %d)'):format(st.code))
+      or ''
+    return 'scanmint: stopped' .. how
   end
   local s = r.state
   if s == 'ready' then
@@ -134,6 +221,7 @@ function M.on_status(_, report)
   end
   local first = M.report == nil
   M.report = report
+  M.stopped = nil
   vim.cmd.redrawstatus({ bang = true })
   vim.api.nvim_exec_autocmds('User', { pattern = 'ScanmintStatus', data = report, modeline = false })
 
@@ -153,8 +241,15 @@ function M.on_status(_, report)
   end
 end
 
-function M.on_exit()
+function M.on_exit(code, signal)
+  -- Another scanmint client still running keeps the status it reports.
+  for _, c in ipairs(vim.lsp.get_clients({ name = NAME })) do
+    if not c:is_stopped() then
+      return
+    end
+  end
   M.report = nil
+  M.stopped = { code = code, signal = signal }
   last_summary = nil
   pcall(vim.cmd.redrawstatus, { bang = true })
 end
@@ -193,7 +288,8 @@ function M.attach(bufnr)
   end
 end
 
---- The running scanmint client; starts one (without attaching) when none runs.
+--- The running scanmint client; starts one (attached to no buffer, with no workspace folder)
+--- when none runs, so status and commands work with no scanned file open.
 ---@return vim.lsp.Client?, string?
 function M.client()
   local client = vim.lsp.get_clients({ name = NAME })[1]
@@ -203,7 +299,7 @@ function M.client()
       return nil, err
     end
     if type(cfg.root_dir) ~= 'string' then
-      cfg.root_dir = vim.fn.getcwd()
+      cfg.root_dir = nil
     end
     local id = vim.lsp.start(cfg, { attach = false, reuse_client = cfg.reuse_client })
     client = id and vim.lsp.get_client_by_id(id)
@@ -353,8 +449,32 @@ function M.show_status(on_done)
   end)
 end
 
+-- What the destructive commands do, asked before they run (vim.fn.confirm: a dialog in GUIs,
+-- a prompt in the terminal).
+local questions = {
+  revoke = {
+    'Revoke the active key and any retiring one on the tenant? Scans running with them fail; '
+      .. 'the next scan gets a freshly minted key.',
+    '&Revoke\n&Cancel',
+  },
+  logout = {
+    'Log out: revoke every key this machine minted, delete the managed cortex.env and forget '
+      .. 'the Primary key? Scans need a new :Scanmint login afterwards.',
+    '&Log out\n&Cancel',
+  },
+}
+
 local function simple(command)
-  return function(on_done)
+  --- on_done(err, result); opts.confirm = false skips the question (scripts).
+  return function(on_done, opts)
+    local q = questions[command]
+    if q and not (opts and opts.confirm == false) and vim.fn.confirm(q[1], q[2], 2, 'Question') ~= 1 then
+      notify(('scanmint: %s cancelled'):format(command))
+      if on_done then
+        on_done('cancelled')
+      end
+      return
+    end
     execute(command, profile_args(), function(err, result)
       if not err then
         notify(result and result.message or ('scanmint: %s done'):format(command))

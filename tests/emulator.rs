@@ -12,6 +12,10 @@ use scanmint::papi::wire::{self, SecurityLevel};
 use scanmint::secret::{Secret, random_alphanumeric};
 use serde_json::{Value, json};
 
+/// Each dialect switch, the edit call and the uncertain generate (issue 11).
+#[path = "emulator/dialect.rs"]
+mod dialect;
+
 const PATH_B: [&str; 3] = [
     "CLI Read-Only Custom",
     "CLI Write Custom",

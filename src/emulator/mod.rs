@@ -1,5 +1,5 @@
 //! The tenant emulator: a faithful local stand-in for the tenant's Public API
-//! (`shared/docs/public-api.md`), for tests, benchmarks and `scanmint demo`.
+//! (`docs/public-api.md`), for tests, benchmarks and `scanmint demo`.
 //!
 //! - [`state`]: the key inventory, roles and permissions, the tenant clock, counters.
 //! - [`auth`]: Standard and Advanced authentication, replay protection.

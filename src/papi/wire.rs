@@ -1,4 +1,4 @@
-//! The wire contract of the tenant's Public API (`shared/docs/public-api.md`), shared by the
+//! The wire contract of the tenant's Public API (`docs/public-api.md`), shared by the
 //! client and the emulator so both speak exactly the same shapes.
 
 use serde::{Deserialize, Serialize};

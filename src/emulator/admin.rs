@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{Resp, json_response};
+use super::api::Resp;
+use super::errors::json_response;
 use super::state::{self, Shared};
 use super::{Faults, KeyEdit, SecurityLevel};
 use crate::papi::wire::GenerateReply;

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_TYPE, DATE};
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::header::DATE;
+use axum::http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
+use super::errors::{ApiError, error_response, json_response, reply, too_many_requests};
+use super::filters::{Predicate, parse_filters};
 use super::state::{self, INSTANCE_ADMINISTRATOR, MAX_EXPIRATION_AHEAD_MS, Shared, State};
-use super::{
-    CallCounts, DeleteReply, Dialect, ErrorEnvelope, FailureKind, Faults, ValidateReply, auth,
-};
+use super::{CallCounts, DeleteReply, Dialect, FailureKind, Faults, ValidateReply, auth};
 use crate::papi::wire::{self, GenerateReply, SecurityLevel};
 
 pub type Resp = Response<Body>;
@@ -109,97 +109,6 @@ impl Endpoint {
             Endpoint::Edit => &mut calls.edit,
         }
     }
-}
-
-/// An error answer: status and the three error fields.
-#[derive(Debug)]
-pub struct ApiError {
-    pub(super) status: u16,
-    pub(super) msg: String,
-    extra: Option<Value>,
-}
-
-impl ApiError {
-    pub(super) fn new(status: u16, msg: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            msg: msg.into(),
-            extra: None,
-        }
-    }
-    pub(super) fn with_extra(mut self, extra: Value) -> ApiError {
-        self.extra = Some(extra);
-        self
-    }
-    pub(super) fn bad_request(msg: impl Into<String>) -> ApiError {
-        ApiError::new(400, msg)
-    }
-    pub(super) fn forbidden(msg: impl Into<String>) -> ApiError {
-        ApiError::new(403, msg)
-    }
-    pub(super) fn general(msg: impl Into<String>) -> ApiError {
-        ApiError::new(500, msg)
-    }
-}
-
-/// The error fields in the configured place, `err_code` an integer or (`code_as_string`) a
-/// string.
-pub fn error_json(
-    envelope: ErrorEnvelope,
-    code_as_string: bool,
-    code: u16,
-    msg: &str,
-    extra: Option<Value>,
-) -> Value {
-    let extra = extra.unwrap_or(Value::Null);
-    let code = if code_as_string {
-        json!(code.to_string())
-    } else {
-        json!(code)
-    };
-    match envelope {
-        ErrorEnvelope::Reply => {
-            json!({ "reply": { "err_code": code, "err_msg": msg, "err_extra": extra } })
-        }
-        ErrorEnvelope::Root => json!({ "err_code": code, "err_msg": msg, "err_extra": extra }),
-        ErrorEnvelope::Data => json!({
-            "data": { "err_msg": msg, "err_extra": extra, "metadata": { "err_code": code } }
-        }),
-        ErrorEnvelope::Metadata => json!({
-            "data": { "err_msg": msg, "metadata": { "err_code": code, "err_extra": extra } }
-        }),
-        ErrorEnvelope::Camel => json!({ "errorCode": code, "message": msg, "details": extra }),
-    }
-}
-
-pub fn json_response(status: u16, value: &Value) -> Resp {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(Body::from(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn error_response(faults: &Faults, e: &ApiError) -> Resp {
-    json_response(
-        e.status,
-        &error_json(
-            faults.error_envelope,
-            faults.dialect.err_code_string,
-            e.status,
-            &e.msg,
-            e.extra.clone(),
-        ),
-    )
-}
-
-pub(super) fn reply(value: Value) -> Resp {
-    json_response(200, &json!({ "reply": value }))
-}
-
-fn too_many_requests() -> ApiError {
-    ApiError::new(429, "Too many requests").with_extra(json!("Rate limit exceeded for this tenant"))
 }
 
 /// Every request: the admin endpoint or the API, then the tenant's `Date` header.
@@ -476,102 +385,6 @@ fn generate(st: &mut State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> 
     Ok(reply(reply_value))
 }
 
-/// One parsed filter of `get_api_keys` / `delete`.
-#[derive(Debug, PartialEq)]
-enum Predicate {
-    IdIn(Vec<i64>),
-    ExpirationGte(i64),
-    ExpirationLte(i64),
-    /// The key holds every one of these roles.
-    RolesContain(Vec<String>),
-}
-
-impl Predicate {
-    /// Filter values arrive in the dialect's unit; the inventory keeps ms.
-    fn in_ms(self, dialect: &Dialect) -> Predicate {
-        match self {
-            Predicate::ExpirationGte(t) => Predicate::ExpirationGte(dialect.to_ms(t)),
-            Predicate::ExpirationLte(t) => Predicate::ExpirationLte(dialect.to_ms(t)),
-            other => other,
-        }
-    }
-
-    fn matches(&self, k: &state::KeyEntry) -> bool {
-        match self {
-            Predicate::IdIn(ids) => ids.contains(&k.id),
-            // A key that never expires (`null`) counts as expiring at +infinity.
-            Predicate::ExpirationGte(t) => k.expiration.is_none_or(|e| e >= *t),
-            Predicate::ExpirationLte(t) => k.expiration.is_some_and(|e| e <= *t),
-            Predicate::RolesContain(roles) => roles.iter().all(|r| k.roles.contains(r)),
-        }
-    }
-}
-
-/// Parse `filters`. Malformed shapes and ill-typed values are 400; well-formed filters on an
-/// unsupported field or operator are 500, like the tenant's other semantic errors.
-fn parse_filters(value: Option<&Value>) -> Result<Vec<Predicate>, ApiError> {
-    let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::bad_request("filters must be an array")),
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("each filter must be an object"))?;
-        let field = obj
-            .get("field")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("filter field must be a string"))?;
-        let operator = obj
-            .get("operator")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("filter operator must be a string"))?;
-        let value = obj
-            .get("value")
-            .ok_or_else(|| ApiError::bad_request("filter value is missing"))?;
-        let int = |v: &Value| {
-            v.as_i64().ok_or_else(|| {
-                ApiError::bad_request(format!("filter on {field}: value must be an integer"))
-            })
-        };
-        let predicate = match (field, operator.to_ascii_lowercase().as_str()) {
-            ("id", "in") => match value {
-                Value::Array(ids) => Predicate::IdIn(ids.iter().map(int).collect::<Result<_, _>>()?),
-                single => Predicate::IdIn(vec![int(single)?]),
-            },
-            ("expiration", "gte") => Predicate::ExpirationGte(int(value)?),
-            ("expiration", "lte") => Predicate::ExpirationLte(int(value)?),
-            ("roles", "contains") => match value {
-                Value::String(r) => Predicate::RolesContain(vec![r.clone()]),
-                Value::Array(rs) => Predicate::RolesContain(
-                    rs.iter()
-                        .map(|r| {
-                            r.as_str().map(str::to_string).ok_or_else(|| {
-                                ApiError::bad_request("filter on roles: value must be a role name or an array of them")
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "filter on roles: value must be a role name or an array of them",
-                    ));
-                }
-            },
-            _ => {
-                return Err(ApiError::general(format!(
-                    "Unsupported filter: field {field:?} with operator {operator:?}"
-                ))
-                .with_extra(json!([{"field": field, "operator": operator}])));
-            }
-        };
-        out.push(predicate);
-    }
-    Ok(out)
-}
-
 fn page_bound(data: &Map<String, Value>, name: &str, default: u64) -> Result<u64, ApiError> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(default),
@@ -742,45 +555,4 @@ fn download_link(st: &State, caller: i64, query: Option<&str>) -> Result<Resp, A
     Ok(reply(
         json!({ "signed_url": signed_url, "file_name": file_name }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_parse_and_classify_errors() {
-        let ok = json!([
-            {"field": "id", "operator": "in", "value": [1, 2]},
-            {"field": "expiration", "operator": "gte", "value": 5},
-            {"field": "roles", "operator": "contains", "value": "CLI Role"},
-        ]);
-        assert_eq!(
-            parse_filters(Some(&ok)).unwrap(),
-            vec![
-                Predicate::IdIn(vec![1, 2]),
-                Predicate::ExpirationGte(5),
-                Predicate::RolesContain(vec!["CLI Role".into()]),
-            ]
-        );
-        let unknown = json!([{"field": "name", "operator": "in", "value": [1]}]);
-        assert_eq!(parse_filters(Some(&unknown)).unwrap_err().status, 500);
-        let ill_typed = json!([{"field": "id", "operator": "in", "value": ["x"]}]);
-        assert_eq!(parse_filters(Some(&ill_typed)).unwrap_err().status, 400);
-        assert_eq!(parse_filters(Some(&json!({}))).unwrap_err().status, 400);
-    }
-
-    #[test]
-    fn error_envelopes_put_fields_in_three_places() {
-        for env in [
-            ErrorEnvelope::Reply,
-            ErrorEnvelope::Root,
-            ErrorEnvelope::Data,
-        ] {
-            let body = error_json(env, false, 403, "no", None).to_string();
-            let parsed = wire::parse_error_body(body.as_bytes()).unwrap();
-            assert_eq!(parsed.err_code.as_deref(), Some("403"), "{env:?}");
-            assert_eq!(parsed.err_msg.as_deref(), Some("no"), "{env:?}");
-        }
-    }
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SecurityLevel;
-use super::api::{ApiError, Resp, reply, request_data};
+use super::api::{Resp, request_data};
+use super::errors::{ApiError, reply};
 use super::state::{self, State};
 use crate::papi::wire;
 

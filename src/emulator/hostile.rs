@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::api::{Resp, json_response};
+use super::api::Resp;
+use super::errors::json_response;
 use super::state::INSTANCE_ADMINISTRATOR;
 
 /// Rewrite a successful reply the way a broken or hostile tenant would.

@@ -9,6 +9,7 @@
 //!   connections for the `drop` fault, graceful shutdown.
 //! - [`dialect`]: the readings of the vendor's documents a tenant may speak (`--dialect`).
 //! - [`edit`]: the console's edit call, which changes a key after it was minted.
+//! - [`errors`], [`filters`]: error answers in each envelope; list and delete filters.
 //! - [`hostile`]: replies that break the contract.
 //! - [`tls`]: a generated CA and a `localhost` leaf certificate.
 //! - [`cli`]: `scanmint emulator`.
@@ -19,6 +20,8 @@ mod auth;
 mod cli;
 mod dialect;
 mod edit;
+mod errors;
+mod filters;
 mod hostile;
 mod server;
 mod state;

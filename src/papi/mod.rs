@@ -3,6 +3,7 @@
 mod client;
 mod dialect;
 mod error;
+mod http;
 mod listing;
 mod replies;
 mod time_unit;

@@ -12,6 +12,10 @@ use scanmint::papi::wire::{self, SecurityLevel};
 use scanmint::secret::{Secret, random_alphanumeric};
 use serde_json::{Value, json};
 
+/// Each dialect switch, the edit call and the uncertain generate (issue 11).
+#[path = "emulator/dialect.rs"]
+mod dialect;
+
 const PATH_B: [&str; 3] = [
     "CLI Read-Only Custom",
     "CLI Write Custom",
@@ -213,9 +217,15 @@ async fn bootstrap_line_carries_a_working_primary_key() {
         ]
     );
     assert_eq!(v["base_url"], json!(emu.base_url()));
-    assert_eq!(
-        v["admin_url"],
-        json!(format!("{}/_emulator", emu.base_url()))
+    assert_eq!(v["admin_url"], json!(emu.admin_url()));
+    let token = emu
+        .admin_url()
+        .strip_prefix(&format!("{}/_emulator/", emu.base_url()))
+        .unwrap()
+        .to_string();
+    assert!(
+        token.len() >= 32 && token.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "a random token in the admin URL: {token}"
     );
     assert_eq!(v["security_level"], json!("advanced"));
     let primary = Caller {
@@ -354,6 +364,7 @@ async fn mint_list_validate_delete_with_exact_envelopes() {
             delete: 2,
             validate: 2,
             download_link: 1,
+            edit: 0,
             rate_limited: 0,
             total: 9,
         }
@@ -856,7 +867,7 @@ async fn rate_limit_is_tenant_wide() {
     let a = send_raw(
         &client,
         Method::GET,
-        format!("{}/_emulator/calls", emu.base_url()),
+        format!("{}/calls", emu.admin_url()),
         &[],
         None,
     )
@@ -1116,7 +1127,7 @@ async fn injected_failures_latency_and_dropped_connections() {
 async fn admin_endpoint_lists_and_changes_state() {
     let emu = start(unlimited()).await;
     let client = client_with(None);
-    let admin = format!("{}/_emulator", emu.base_url());
+    let admin = emu.admin_url();
     let send = |method: Method, path: &str, body: Option<Value>| {
         send_raw(
             &client,
@@ -1175,7 +1186,10 @@ async fn admin_endpoint_lists_and_changes_state() {
 
     let faults = json!({"latency_ms": 0, "clock_offset_ms": -5000, "broaden_roles": true,
         "failures": {"delete": {"kind": {"status": 502}, "rate": 0.5}, "list": {"kind": "drop", "rate": 1.0}},
-        "lowercase_list": true, "error_envelope": "data", "hostile": null});
+        "lowercase_list": true, "error_envelope": "data", "hostile": null,
+        "dialect": {"seconds": true, "delete_reply": "reply_true", "validate_reply": "string",
+            "validate_post": false, "ignore_paging": true, "err_code_string": true},
+        "uncertain_generate": {"kind": "drop", "remaining": 2}});
     let a = send(Method::PUT, "/faults", Some(faults.clone()))
         .await
         .unwrap();
@@ -1216,6 +1230,7 @@ async fn admin_endpoint_lists_and_changes_state() {
 }
 
 /// Connect to the emulator through a non-loopback address of this machine, when it has one.
+/// Listening there needs TLS; the admin endpoint still refuses such peers, token or not.
 #[tokio::test]
 async fn admin_endpoint_refuses_non_loopback_peers() {
     let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -1230,34 +1245,143 @@ async fn admin_endpoint_refuses_non_loopback_peers() {
         return;
     };
     let emu = start(EmulatorConfig {
-        listen: "0.0.0.0:0".parse().unwrap(),
+        listen: std::net::SocketAddr::new(ip, 0),
+        tls: true,
         ..unlimited()
     })
     .await;
-    let port = emu.base_url().rsplit(':').next().unwrap().to_string();
-    let client = client_with(None);
+    let client = client_with(emu.ca_pem().as_deref());
     let a = send_raw(
         &client,
         Method::GET,
-        format!("http://{ip}:{port}/_emulator/keys"),
+        format!("{}/keys", emu.admin_url()),
         &[],
         None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.get("error").is_some());
+    assert!(!a.body.to_string().contains(emu.primary_key().expose()));
+    // The API itself answers there.
+    let a = send_raw(
+        &client,
+        Method::GET,
+        format!("{}{}", emu.base_url(), wire::PATH_VALIDATE),
+        &auth_headers(&Caller::primary(&emu), emu.now_ms()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    emu.shutdown().await;
+}
+
+/// Issue 12: the admin endpoint serves the Primary key (`/secrets`), so any local user could
+/// read it. Without the boot line's token every admin call is refused.
+#[tokio::test]
+async fn admin_endpoint_refuses_requests_without_its_token() {
+    let emu = start(unlimited()).await;
+    let client = client_with(None);
+    let base = emu.base_url().to_string();
+    let token = emu.admin_url().rsplit('/').next().unwrap().to_string();
+    let wrong = format!("{}x", &token[..token.len() - 1]);
+    for url in [
+        format!("{base}/_emulator/secrets"),
+        format!("{base}/_emulator"),
+        format!("{base}/_emulator/keys"),
+        format!("{base}/_emulator/{wrong}/secrets"),
+        format!("{base}/_emulator/{}/secrets", &token[..token.len() - 1]),
+        format!("{base}/_emulator/secrets/{token}"),
+    ] {
+        let a = send_raw(&client, Method::GET, url.clone(), &[], None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 403, "{url}: {}", a.body);
+        assert!(
+            !a.body.to_string().contains(emu.primary_key().expose()),
+            "{url}"
+        );
+    }
+    let a = send_raw(
+        &client,
+        Method::PUT,
+        format!("{base}/_emulator/faults"),
+        &[],
+        Some(json!({"broaden_roles": true}).to_string()),
     )
     .await
     .unwrap();
     assert_eq!(a.status, 403);
-    assert!(a.body.get("error").is_some());
+    assert!(!emu.faults().broaden_roles, "nothing changed");
+    // With the token: the Primary key is there.
     let a = send_raw(
         &client,
         Method::GET,
-        format!("{}/_emulator/keys", emu.base_url()),
+        format!("{}/secrets", emu.admin_url()),
         &[],
         None,
     )
     .await
     .unwrap();
-    assert_eq!(a.status, 200, "loopback is fine");
+    assert_eq!(a.status, 200);
+    assert!(a.body.to_string().contains(emu.primary_key().expose()));
+    // Two emulators, two tokens.
+    let other = start(unlimited()).await;
+    assert_ne!(
+        other.admin_url().rsplit('/').next(),
+        emu.admin_url().rsplit('/').next()
+    );
+    other.shutdown().await;
     emu.shutdown().await;
+}
+
+/// Issue 12: listening beyond loopback without TLS would send keys in the clear.
+#[tokio::test]
+async fn listening_beyond_loopback_needs_tls() {
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+        let err = Emulator::start(EmulatorConfig {
+            listen: listen.parse().unwrap(),
+            ..unlimited()
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{listen} without TLS was accepted"));
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("--tls") && text.contains("loopback"),
+            "{text}"
+        );
+    }
+    for listen in ["127.0.0.1:0", "[::1]:0"] {
+        if let Ok(emu) = Emulator::start(EmulatorConfig {
+            listen: listen.parse().unwrap(),
+            ..unlimited()
+        })
+        .await
+        {
+            emu.shutdown().await;
+        } else {
+            assert_eq!(listen, "[::1]:0", "IPv4 loopback must work");
+        }
+    }
+    let emu = start(EmulatorConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        tls: true,
+        ..unlimited()
+    })
+    .await;
+    emu.shutdown().await;
+    // The command refuses it too, before printing anything.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scanmint"))
+        .args(["emulator", "--listen", "0.0.0.0:0"])
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no boot line");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls"), "{stderr}");
 }
 
 #[tokio::test]

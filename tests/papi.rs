@@ -15,6 +15,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// The tenant dialects (issue 11): reply variants, paging, time unit, uncertain generate.
+#[path = "papi/dialect.rs"]
+mod dialect;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -1116,12 +1120,14 @@ async fn generate_is_retried_only_on_429() {
         let before = emu.calls().generate;
         let err = papi.generate(&req).await.fails();
         assert_kind(&err, ErrorKind::Server, Some(status));
+        assert!(err.is_uncertain(), "{status} may have minted: {err}");
         assert_eq!(emu.calls().generate - before, 1, "{status} not retried");
     }
     emu.set_faults(fail_always("generate", FailureKind::Drop));
     let before = emu.calls().generate;
     let err = papi.generate(&req).await.fails();
     assert_kind(&err, ErrorKind::Transport, None);
+    assert!(err.is_uncertain(), "{err}");
     assert_eq!(
         emu.calls().generate - before,
         1,
@@ -1132,6 +1138,7 @@ async fn generate_is_retried_only_on_429() {
     let before = emu.calls().generate;
     let err = papi.generate(&req).await.fails();
     assert_kind(&err, ErrorKind::RateLimited, Some(429));
+    assert!(!err.is_uncertain(), "a 429 was not processed");
     assert_eq!(emu.calls().generate - before, 4, "429 is retried");
     assert_eq!(emu.live_keys().len(), 1, "nothing minted");
 }
@@ -1193,20 +1200,35 @@ async fn every_error_envelope_carries_the_tenant_message() {
     let papi = primary_with(&emu, RetryPolicy::none());
     let (view_id, view_key) = emu.create_key(&[PAPI_VIEW], SecurityLevel::Standard, None);
     let viewer = papi.as_key(view_id, view_key, SecurityLevel::Standard);
-    for envelope in [
+    let mut styles: Vec<Faults> = [
         ErrorEnvelope::Reply,
         ErrorEnvelope::Root,
         ErrorEnvelope::Data,
-    ] {
-        emu.set_faults(Faults {
-            error_envelope: envelope,
-            ..Faults::default()
-        });
+        ErrorEnvelope::Metadata,
+        ErrorEnvelope::Camel,
+    ]
+    .into_iter()
+    .map(|envelope| Faults {
+        error_envelope: envelope,
+        ..Faults::default()
+    })
+    .collect();
+    // The same places with err_code as a string.
+    for dialect in ["root-errors", "metadata-errors", "camel-errors"] {
+        styles.push(Faults::with_dialects(dialect).unwrap());
+    }
+    for style in styles {
+        let envelope = (style.error_envelope, style.dialect.err_code_string);
+        emu.set_faults(style.clone());
         let err = papi
             .generate(&gen_req(&["Made Up Role"], None))
             .await
             .fails();
         assert_kind(&err, ErrorKind::Server, Some(500));
+        assert!(
+            !err.is_uncertain(),
+            "a 500 the tenant explained is a refusal, not an unknown outcome: {envelope:?}: {err}"
+        );
         assert!(
             err.message
                 .contains(r#"Role "Made Up Role" does not exist"#),
@@ -1232,7 +1254,8 @@ async fn every_error_envelope_carries_the_tenant_message() {
         );
 
         let mut faults = fail_always("list", FailureKind::Status(503));
-        faults.error_envelope = envelope;
+        faults.error_envelope = style.error_envelope;
+        faults.dialect = style.dialect.clone();
         emu.set_faults(faults);
         let err = papi.get_api_keys(&ListRequest::default()).await.fails();
         assert!(

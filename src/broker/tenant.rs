@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::papi::wire::{
-    Filter, GenerateReply, GenerateRequest, KeyRecord, ListRequest, SecurityLevel,
-};
+use crate::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, SecurityLevel};
 use crate::papi::{Client, ClientOptions, PapiError};
 use crate::secret::Secret;
 
@@ -66,10 +64,6 @@ impl Connector for HttpConnector {
     }
 }
 
-const PAGE: u64 = 100;
-/// A tenant with more keys than this is not one we page through on every reconcile.
-const MAX_PAGES: u64 = 50;
-
 #[async_trait]
 impl Tenant for Client {
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, PapiError> {
@@ -77,22 +71,7 @@ impl Tenant for Client {
     }
 
     async fn list(&self, filters: Vec<Filter>) -> Result<Vec<KeyRecord>, PapiError> {
-        let mut all = Vec::new();
-        for page in 0..MAX_PAGES {
-            let req = ListRequest {
-                filters: filters.clone(),
-                sort: None,
-                search_from: Some(page * PAGE),
-                search_to: Some((page + 1) * PAGE),
-            };
-            let reply = self.get_api_keys(&req).await?;
-            let n = reply.data.len() as u64;
-            all.extend(reply.data);
-            if n < PAGE {
-                break;
-            }
-        }
-        Ok(all)
+        Ok(self.list_all(filters).await?.records)
     }
 
     async fn delete(&self, ids: &[i64]) -> Result<u64, PapiError> {

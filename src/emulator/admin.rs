@@ -1,16 +1,19 @@
-//! The admin endpoint under `/_emulator/`: the "console" of the emulated tenant, for tests and
-//! demos. No auth and no rate limit, but loopback peers only (anyone else gets 403).
+//! The admin endpoint under `/_emulator/{token}/`: the "console" of the emulated tenant, for
+//! tests and demos. It hands out the Primary key, so it answers loopback peers only, and only
+//! with the random token the boot line's `admin_url` carries (anyone else gets 403). No rate
+//! limit. Times are always epoch ms here, whatever the dialect.
 //!
-//! | call | body | answer |
+//! | call (under `/_emulator/{token}`) | body | answer |
 //! |---|---|---|
-//! | `GET /_emulator` | | `{base_url, primary_key_id, security_level, now_ms, rate_limit_per_sec}` |
-//! | `GET /_emulator/keys` | | `[AdminKeyView]` |
-//! | `POST /_emulator/keys` | `{roles, security_level?, expiration?, comment?}` | `{id, key}` |
-//! | `POST /_emulator/keys/{id}/revoke` | | `{"revoked": bool}` |
-//! | `GET /_emulator/calls` | | `CallCounts` |
-//! | `GET /_emulator/secrets` | | every secret ever issued (for leak tests) |
-//! | `GET /_emulator/faults` | | `Faults` |
-//! | `PUT /_emulator/faults` | `Faults` | the new `Faults` |
+//! | `GET ` | | `{base_url, primary_key_id, security_level, now_ms, rate_limit_per_sec}` |
+//! | `GET /keys` | | `[AdminKeyView]` |
+//! | `POST /keys` | `{roles, security_level?, expiration?, comment?}` | `{id, key}` |
+//! | `PUT /keys/{id}` | `KeyEdit`: `{roles?, security_level?, comment?}` | `{"edited": bool}` |
+//! | `POST /keys/{id}/revoke` | | `{"revoked": bool}` |
+//! | `GET /calls` | | `CallCounts` |
+//! | `GET /secrets` | | every secret ever issued (for leak tests) |
+//! | `GET /faults` | | `Faults` |
+//! | `PUT /faults` | `Faults` | the new `Faults` |
 //!
 //! Errors: `{"error": "..."}` with 400, 403, 404 or 405.
 
@@ -22,9 +25,10 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{Resp, json_response};
+use super::api::Resp;
+use super::errors::json_response;
 use super::state::{self, Shared};
-use super::{Faults, SecurityLevel};
+use super::{Faults, KeyEdit, SecurityLevel};
 use crate::papi::wire::GenerateReply;
 
 #[derive(Deserialize)]
@@ -67,7 +71,16 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
         Err(_) => return admin_error(400, "request body unreadable or too large"),
     };
     let rest = path.strip_prefix("/_emulator").unwrap_or("");
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // The token comes first; without it, nothing (not even whether a call exists).
+    if segments.is_empty() || !shared.admin_token.ct_eq(segments[0]) {
+        tracing::warn!(%peer, "admin endpoint refused a request without its token");
+        return admin_error(
+            403,
+            "the emulator's admin endpoint needs its token: use the admin_url the emulator printed",
+        );
+    }
+    segments.remove(0);
     match (&method, segments.as_slice()) {
         (&Method::GET, []) => {
             let st = shared.lock();
@@ -96,6 +109,17 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
             }
             Err(e) => admin_error(400, &format!("bad key request: {e}")),
         },
+        (&Method::PUT, ["keys", id]) => {
+            match (id.parse::<i64>(), serde_json::from_slice::<KeyEdit>(&body)) {
+                (Ok(id), Ok(edit)) => {
+                    let edited = shared.lock().edit_key(id, edit);
+                    tracing::info!(id, edited, "admin: edited a key");
+                    ok(json!({ "edited": edited }))
+                }
+                (Err(_), _) => admin_error(400, "key id must be an integer"),
+                (_, Err(e)) => admin_error(400, &format!("bad edit: {e}")),
+            }
+        }
         (&Method::POST, ["keys", id, "revoke"]) => match id.parse::<i64>() {
             Ok(id) => {
                 let revoked = shared.revoke(id);
@@ -130,7 +154,7 @@ pub async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -
             },
             Err(e) => admin_error(400, &format!("bad faults: {e}")),
         },
-        (_, [] | ["keys"] | ["keys", _, "revoke"] | ["calls"] | ["faults"]) => {
+        (_, [] | ["keys"] | ["keys", _] | ["keys", _, "revoke"] | ["calls"] | ["faults"]) => {
             admin_error(405, "method not allowed")
         }
         _ => admin_error(404, "no such admin call"),

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_TYPE, DATE};
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::header::DATE;
+use axum::http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
+use super::errors::{ApiError, error_response, json_response, reply, too_many_requests};
+use super::filters::{Predicate, parse_filters};
 use super::state::{self, INSTANCE_ADMINISTRATOR, MAX_EXPIRATION_AHEAD_MS, Shared, State};
-use super::{CallCounts, ErrorEnvelope, FailureKind, Faults, auth};
+use super::{CallCounts, DeleteReply, Dialect, FailureKind, Faults, ValidateReply, auth};
 use crate::papi::wire::{self, GenerateReply, SecurityLevel};
 
 pub type Resp = Response<Body>;
@@ -46,6 +48,8 @@ enum Endpoint {
     Delete,
     Validate,
     DownloadLink,
+    /// `GET`/`PUT /platform/iam/v1/api-key/{id}`: the console's edit call.
+    Edit,
 }
 
 impl Endpoint {
@@ -54,8 +58,9 @@ impl Endpoint {
             wire::PATH_GENERATE => Endpoint::Generate,
             wire::PATH_LIST => Endpoint::List,
             wire::PATH_DELETE => Endpoint::Delete,
-            wire::PATH_VALIDATE => Endpoint::Validate,
+            wire::PATH_VALIDATE | wire::PATH_VALIDATE_POST => Endpoint::Validate,
             wire::PATH_DOWNLOAD_LINK => Endpoint::DownloadLink,
+            p if p.starts_with(wire::PATH_EDIT_PREFIX) => Endpoint::Edit,
             _ => return None,
         })
     }
@@ -68,13 +73,29 @@ impl Endpoint {
             Endpoint::Delete => "delete",
             Endpoint::Validate => "validate",
             Endpoint::DownloadLink => "download_link",
+            Endpoint::Edit => "edit",
         }
     }
 
-    fn method(self) -> Method {
-        match self {
-            Endpoint::Validate | Endpoint::DownloadLink => Method::GET,
-            _ => Method::POST,
+    /// Whether `method` is how this endpoint is called (in this dialect); `Err` is the status
+    /// for a wrong one.
+    fn allows(self, method: &Method, dialect: &Dialect) -> Result<(), ApiError> {
+        let ok = match self {
+            // A tenant that only knows the POST form has no GET route at all.
+            Endpoint::Validate if dialect.validate_post => {
+                if method == Method::GET {
+                    return Err(ApiError::new(404, "Not found"));
+                }
+                method == Method::POST
+            }
+            Endpoint::Validate | Endpoint::DownloadLink => method == Method::GET,
+            Endpoint::Edit => method == Method::GET || method == Method::PUT,
+            _ => method == Method::POST,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::new(405, "Method not allowed"))
         }
     }
 
@@ -85,82 +106,9 @@ impl Endpoint {
             Endpoint::Delete => &mut calls.delete,
             Endpoint::Validate => &mut calls.validate,
             Endpoint::DownloadLink => &mut calls.download_link,
+            Endpoint::Edit => &mut calls.edit,
         }
     }
-}
-
-/// An error answer: status and the three error fields.
-#[derive(Debug)]
-pub struct ApiError {
-    status: u16,
-    msg: String,
-    extra: Option<Value>,
-}
-
-impl ApiError {
-    fn new(status: u16, msg: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            msg: msg.into(),
-            extra: None,
-        }
-    }
-    fn with_extra(mut self, extra: Value) -> ApiError {
-        self.extra = Some(extra);
-        self
-    }
-    fn bad_request(msg: impl Into<String>) -> ApiError {
-        ApiError::new(400, msg)
-    }
-    fn forbidden(msg: impl Into<String>) -> ApiError {
-        ApiError::new(403, msg)
-    }
-    fn general(msg: impl Into<String>) -> ApiError {
-        ApiError::new(500, msg)
-    }
-}
-
-/// The error fields in the configured place.
-pub fn error_json(envelope: ErrorEnvelope, code: u16, msg: &str, extra: Option<Value>) -> Value {
-    match envelope {
-        ErrorEnvelope::Reply => wire::error_body_json(code, msg, extra),
-        ErrorEnvelope::Root => json!({
-            "err_code": code,
-            "err_msg": msg,
-            "err_extra": extra.unwrap_or(Value::Null),
-        }),
-        ErrorEnvelope::Data => json!({
-            "data": {
-                "err_msg": msg,
-                "err_extra": extra.unwrap_or(Value::Null),
-                "metadata": {"err_code": code},
-            }
-        }),
-    }
-}
-
-pub fn json_response(status: u16, value: &Value) -> Resp {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(Body::from(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn error_response(envelope: ErrorEnvelope, e: &ApiError) -> Resp {
-    json_response(
-        e.status,
-        &error_json(envelope, e.status, &e.msg, e.extra.clone()),
-    )
-}
-
-fn reply(value: Value) -> Resp {
-    json_response(200, &json!({ "reply": value }))
-}
-
-fn too_many_requests() -> ApiError {
-    ApiError::new(429, "Too many requests").with_extra(json!("Rate limit exceeded for this tenant"))
 }
 
 /// Every request: the admin endpoint or the API, then the tenant's `Date` header.
@@ -192,12 +140,11 @@ async fn api(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnec
         }
         st.faults.clone()
     };
-    let envelope = faults.error_envelope;
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     let Some(ep) = endpoint else {
-        return Ok(error_response(envelope, &ApiError::new(404, "Not found")));
+        return Ok(error_response(&faults, &ApiError::new(404, "Not found")));
     };
     let failure = faults
         .failures
@@ -220,7 +167,7 @@ async fn api(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnec
                     504 => ApiError::new(504, "Gateway Timeout"),
                     s => ApiError::new(s, "Internal server error (injected fault)"),
                 };
-                return Ok(error_response(envelope, &e));
+                return Ok(error_response(&faults, &e));
             }
         }
     }
@@ -230,138 +177,93 @@ async fn api(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnec
             st.calls.rate_limited += 1;
             drop(st);
             tracing::debug!(endpoint = ep.name(), "rate limited");
-            return Ok(error_response(envelope, &too_many_requests()));
+            return Ok(error_response(&faults, &too_many_requests()));
         }
     }
-    if req.method() != ep.method() {
-        return Ok(error_response(
-            envelope,
-            &ApiError::new(405, "Method not allowed"),
-        ));
+    if let Err(e) = ep.allows(req.method(), &faults.dialect) {
+        return Ok(error_response(&faults, &e));
     }
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
             return Ok(error_response(
-                envelope,
+                &faults,
                 &ApiError::bad_request("Request body unreadable or too large"),
             ));
         }
     };
-    let result = {
+    let (result, uncertain) = {
         let mut st = shared.lock();
-        match auth::authenticate(&mut st, &parts.headers) {
+        let result = match auth::authenticate(&mut st, &parts.headers) {
             Err(e) => Err(ApiError::new(401, e.0)),
             Ok(caller) => match ep {
                 Endpoint::Generate => generate(&mut st, caller, &body),
                 Endpoint::List => list(&st, caller, &body),
                 Endpoint::Delete => delete(&mut st, caller, &body),
-                Endpoint::Validate => Ok(json_response(200, &Value::Bool(true))),
+                Endpoint::Validate => Ok(validate_reply(&faults.dialect)),
                 Endpoint::DownloadLink => download_link(&st, caller, parts.uri.query()),
+                Endpoint::Edit => {
+                    super::edit::api_edit(&mut st, caller, &parts.method, parts.uri.path(), &body)
+                }
             },
-        }
+        };
+        // The key is minted by now; the caller is told otherwise.
+        let uncertain = match (&result, ep) {
+            (Ok(_), Endpoint::Generate) => take_uncertain(&mut st),
+            _ => None,
+        };
+        (result, uncertain)
     };
+    match uncertain {
+        Some(FailureKind::Drop) => {
+            tracing::info!("fault: generate minted, then dropped the connection");
+            return Err(DropConnection);
+        }
+        Some(FailureKind::Status(status)) => {
+            tracing::info!(status, "fault: generate minted, then answered an error");
+            let e = ApiError::new(status, "Service Unavailable");
+            return Ok(error_response(&faults, &e));
+        }
+        None => {}
+    }
     Ok(match result {
         Ok(resp) => match (faults.hostile, ep) {
-            (Some(h), Endpoint::Generate | Endpoint::List) => hostile_reply(h, resp).await,
+            (Some(h), Endpoint::Generate | Endpoint::List) => {
+                super::hostile::hostile_reply(h, resp).await
+            }
             _ => resp,
         },
         Err(e) => {
             tracing::debug!(endpoint = ep.name(), status = e.status, msg = %e.msg, "API error");
-            error_response(envelope, &e)
+            error_response(&faults, &e)
         }
     })
 }
 
-/// Rewrite a successful reply the way a broken or hostile tenant would.
-async fn hostile_reply(hostile: super::Hostile, resp: Resp) -> Resp {
-    use super::Hostile::*;
-    let (parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 8 << 20).await else {
-        return json_response(500, &Value::Null);
-    };
-    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let reply = &mut value["reply"];
-    let records: Vec<Value> = reply
-        .get("DATA")
-        .or_else(|| reply.get("data"))
-        .and_then(|d| d.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let list_key = if reply.get("DATA").is_some() {
-        "DATA"
-    } else {
-        "data"
-    };
-    tracing::info!(?hostile, "fault: hostile reply");
-    match hostile {
-        HugeBody => {
-            let padding = "x".repeat(2 << 20);
-            return json_response(
-                parts.status.as_u16(),
-                &serde_json::json!({ "reply": reply.clone(), "padding": padding }),
-            );
-        }
-        WrongTypes => {
-            if let Some(id) = reply.get("id").cloned() {
-                reply["id"] = Value::String(id.to_string());
-            }
-            let broken: Vec<Value> = records
-                .into_iter()
-                .map(|mut r| {
-                    r["id"] = Value::String(r["id"].to_string());
-                    r["roles"] = Value::String(r["roles"].to_string());
-                    r["expiration"] = Value::String(r["expiration"].to_string());
-                    r
-                })
-                .collect();
-            if reply.get(list_key).is_some() {
-                reply[list_key] = Value::Array(broken);
-            }
-        }
-        GenerateWithoutKey => {
-            if let Some(o) = reply.as_object_mut() {
-                o.remove("key");
-            }
-        }
-        NegativeExpiration | AbsurdExpiration => {
-            let exp = if hostile == NegativeExpiration {
-                -86_400_000i64
-            } else {
-                i64::MAX / 2
-            };
-            let changed: Vec<Value> = records
-                .into_iter()
-                .map(|mut r| {
-                    r["expiration"] = Value::from(exp);
-                    r
-                })
-                .collect();
-            if reply.get(list_key).is_some() {
-                reply[list_key] = Value::Array(changed);
-            }
-        }
-        DuplicateIds => {
-            let mut doubled = Vec::new();
-            for r in records {
-                let mut copy = r.clone();
-                if let Some(roles) = copy["roles"].as_array_mut() {
-                    roles.push(Value::String(INSTANCE_ADMINISTRATOR.into()));
-                }
-                doubled.push(r);
-                doubled.push(copy);
-            }
-            if reply.get(list_key).is_some() {
-                reply[list_key] = Value::Array(doubled);
-            }
-        }
+/// Count down an uncertain-generate fault; what to answer instead of the minted key.
+fn take_uncertain(st: &mut State) -> Option<FailureKind> {
+    let fault = st.faults.uncertain_generate.as_mut()?;
+    let kind = fault.kind;
+    fault.remaining = fault.remaining.saturating_sub(1);
+    if fault.remaining == 0 {
+        st.faults.uncertain_generate = None;
     }
-    json_response(parts.status.as_u16(), &value)
+    Some(kind)
+}
+
+/// `validate` says yes in the dialect's words.
+fn validate_reply(dialect: &Dialect) -> Resp {
+    let yes = match dialect.validate_reply {
+        ValidateReply::Bool => json!(true),
+        ValidateReply::String => json!("true"),
+        ValidateReply::Reply => json!({ "reply": true }),
+    };
+    json_response(200, &yes)
 }
 
 /// `{"request_data": {...}}` → the inner object; anything else is a 400.
-fn request_data(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn request_data(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::bad_request("Invalid JSON in request body"))?;
     match value {
@@ -435,20 +337,23 @@ fn generate(st: &mut State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> 
         );
     }
     let now = st.now_ms();
+    let dialect = st.faults.dialect.clone();
     let expiration = match data.get("expiration") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let ms = v.as_i64().ok_or_else(|| {
-                ApiError::general(
-                    "Invalid expiration: must be an integer epoch time in milliseconds",
-                )
-            })?;
+            let ms = dialect.to_ms(v.as_i64().ok_or_else(|| {
+                ApiError::general(format!(
+                    "Invalid expiration: must be an integer epoch time in {}",
+                    dialect.unit_name()
+                ))
+            })?);
             if ms <= now {
                 return Err(ApiError::general(
                     "Invalid expiration: the expiration time is in the past",
                 ));
             }
-            if ms - now > MAX_EXPIRATION_AHEAD_MS {
+            // A seconds tenant records a ms value as given: an expiry millennia away.
+            if !dialect.seconds && ms - now > MAX_EXPIRATION_AHEAD_MS {
                 return Err(ApiError::general(
                     "Invalid expiration: the expiration time is too far in the future",
                 ));
@@ -480,93 +385,6 @@ fn generate(st: &mut State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> 
     Ok(reply(reply_value))
 }
 
-/// One parsed filter of `get_api_keys` / `delete`.
-#[derive(Debug, PartialEq)]
-enum Predicate {
-    IdIn(Vec<i64>),
-    ExpirationGte(i64),
-    ExpirationLte(i64),
-    /// The key holds every one of these roles.
-    RolesContain(Vec<String>),
-}
-
-impl Predicate {
-    fn matches(&self, k: &state::KeyEntry) -> bool {
-        match self {
-            Predicate::IdIn(ids) => ids.contains(&k.id),
-            // A key that never expires (`null`) counts as expiring at +infinity.
-            Predicate::ExpirationGte(t) => k.expiration.is_none_or(|e| e >= *t),
-            Predicate::ExpirationLte(t) => k.expiration.is_some_and(|e| e <= *t),
-            Predicate::RolesContain(roles) => roles.iter().all(|r| k.roles.contains(r)),
-        }
-    }
-}
-
-/// Parse `filters`. Malformed shapes and ill-typed values are 400; well-formed filters on an
-/// unsupported field or operator are 500, like the tenant's other semantic errors.
-fn parse_filters(value: Option<&Value>) -> Result<Vec<Predicate>, ApiError> {
-    let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::bad_request("filters must be an array")),
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("each filter must be an object"))?;
-        let field = obj
-            .get("field")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("filter field must be a string"))?;
-        let operator = obj
-            .get("operator")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("filter operator must be a string"))?;
-        let value = obj
-            .get("value")
-            .ok_or_else(|| ApiError::bad_request("filter value is missing"))?;
-        let int = |v: &Value| {
-            v.as_i64().ok_or_else(|| {
-                ApiError::bad_request(format!("filter on {field}: value must be an integer"))
-            })
-        };
-        let predicate = match (field, operator.to_ascii_lowercase().as_str()) {
-            ("id", "in") => match value {
-                Value::Array(ids) => Predicate::IdIn(ids.iter().map(int).collect::<Result<_, _>>()?),
-                single => Predicate::IdIn(vec![int(single)?]),
-            },
-            ("expiration", "gte") => Predicate::ExpirationGte(int(value)?),
-            ("expiration", "lte") => Predicate::ExpirationLte(int(value)?),
-            ("roles", "contains") => match value {
-                Value::String(r) => Predicate::RolesContain(vec![r.clone()]),
-                Value::Array(rs) => Predicate::RolesContain(
-                    rs.iter()
-                        .map(|r| {
-                            r.as_str().map(str::to_string).ok_or_else(|| {
-                                ApiError::bad_request("filter on roles: value must be a role name or an array of them")
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "filter on roles: value must be a role name or an array of them",
-                    ));
-                }
-            },
-            _ => {
-                return Err(ApiError::general(format!(
-                    "Unsupported filter: field {field:?} with operator {operator:?}"
-                ))
-                .with_extra(json!([{"field": field, "operator": operator}])));
-            }
-        };
-        out.push(predicate);
-    }
-    Ok(out)
-}
-
 fn page_bound(data: &Map<String, Value>, name: &str, default: u64) -> Result<u64, ApiError> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(default),
@@ -583,7 +401,11 @@ fn list(st: &State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> {
         ));
     }
     let data = request_data(body)?;
-    let predicates = parse_filters(data.get("filters"))?;
+    let dialect = &st.faults.dialect;
+    let predicates: Vec<Predicate> = parse_filters(data.get("filters"))?
+        .into_iter()
+        .map(|p| p.in_ms(dialect))
+        .collect();
     let (sort_field, descending) = match data.get("sort") {
         None | Some(Value::Null) => ("id".to_string(), false),
         Some(Value::Object(sort)) => {
@@ -637,12 +459,16 @@ fn list(st: &State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> {
         matching.reverse();
     }
     let filter_count = matching.len();
-    let end = to.min(from.saturating_add(MAX_PAGE));
+    let (from, end) = if dialect.ignore_paging {
+        (0, u64::MAX)
+    } else {
+        (from, to.min(from.saturating_add(MAX_PAGE)))
+    };
     let page: Vec<Value> = matching
         .iter()
         .skip(from as usize)
-        .take(end.saturating_sub(from) as usize)
-        .map(|k| serde_json::to_value(k.record()).unwrap_or(Value::Null))
+        .take(end.saturating_sub(from).min(usize::MAX as u64) as usize)
+        .map(|k| serde_json::to_value(k.record(dialect)).unwrap_or(Value::Null))
         .collect();
     let (data_name, total_name, filter_name) = if st.faults.lowercase_list {
         ("data", "total_count", "filter_count")
@@ -690,7 +516,10 @@ fn delete(st: &mut State, caller: i64, body: &[u8]) -> Result<Resp, ApiError> {
     }
     let deleted = ids.iter().filter(|id| st.delete_key(**id)).count();
     tracing::info!(caller, deleted, "delete");
-    Ok(reply(json!({ "update_count": deleted })))
+    Ok(match st.faults.dialect.delete_reply {
+        DeleteReply::UpdateCount => reply(json!({ "update_count": deleted })),
+        DeleteReply::ReplyTrue => reply(json!(true)),
+    })
 }
 
 fn download_link(st: &State, caller: i64, query: Option<&str>) -> Result<Resp, ApiError> {
@@ -726,45 +555,4 @@ fn download_link(st: &State, caller: i64, query: Option<&str>) -> Result<Resp, A
     Ok(reply(
         json!({ "signed_url": signed_url, "file_name": file_name }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_parse_and_classify_errors() {
-        let ok = json!([
-            {"field": "id", "operator": "in", "value": [1, 2]},
-            {"field": "expiration", "operator": "gte", "value": 5},
-            {"field": "roles", "operator": "contains", "value": "CLI Role"},
-        ]);
-        assert_eq!(
-            parse_filters(Some(&ok)).unwrap(),
-            vec![
-                Predicate::IdIn(vec![1, 2]),
-                Predicate::ExpirationGte(5),
-                Predicate::RolesContain(vec!["CLI Role".into()]),
-            ]
-        );
-        let unknown = json!([{"field": "name", "operator": "in", "value": [1]}]);
-        assert_eq!(parse_filters(Some(&unknown)).unwrap_err().status, 500);
-        let ill_typed = json!([{"field": "id", "operator": "in", "value": ["x"]}]);
-        assert_eq!(parse_filters(Some(&ill_typed)).unwrap_err().status, 400);
-        assert_eq!(parse_filters(Some(&json!({}))).unwrap_err().status, 400);
-    }
-
-    #[test]
-    fn error_envelopes_put_fields_in_three_places() {
-        for env in [
-            ErrorEnvelope::Reply,
-            ErrorEnvelope::Root,
-            ErrorEnvelope::Data,
-        ] {
-            let body = error_json(env, 403, "no", None).to_string();
-            let parsed = wire::parse_error_body(body.as_bytes()).unwrap();
-            assert_eq!(parsed.err_code.as_deref(), Some("403"), "{env:?}");
-            assert_eq!(parsed.err_msg.as_deref(), Some("no"), "{env:?}");
-        }
-    }
 }

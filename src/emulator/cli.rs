@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{
     Emulator, EmulatorConfig, ErrorEnvelope, FAILURE_ENDPOINTS, Failure, FailureKind, Faults,
-    SecurityLevel,
+    SecurityLevel, UncertainGenerate,
 };
 use crate::secret::{self, Secret};
 
@@ -66,6 +66,37 @@ pub struct EmulatorArgs {
     /// negative-expiration, absurd-expiration or duplicate-ids.
     #[arg(long, value_name = "KIND", value_parser = parse_hostile)]
     pub hostile: Option<super::Hostile>,
+    /// Speak a tenant dialect: comma-separated names, or `all` (seconds, delete-reply-true,
+    /// validate-string, validate-reply, validate-post, lowercase-list, root-errors,
+    /// camel-errors, metadata-errors, ignore-paging, uncertain-generate). Repeatable; applied
+    /// after the other flags.
+    #[arg(long, value_name = "NAME[,NAME]", value_parser = parse_dialect)]
+    pub dialect: Vec<String>,
+    /// The first N generates mint the key, then answer KIND (503 by default, or drop).
+    #[arg(long, value_name = "N[:KIND]", value_parser = parse_uncertain)]
+    pub uncertain_generate: Option<UncertainGenerate>,
+}
+
+fn parse_dialect(s: &str) -> Result<String, String> {
+    Faults::with_dialects(s).map(|_| s.to_string())
+}
+
+/// `N` or `N:KIND`, KIND one of 500, 502, 503, 504 or drop.
+fn parse_uncertain(s: &str) -> Result<UncertainGenerate, String> {
+    let (count, kind) = s.split_once(':').unwrap_or((s, "503"));
+    let remaining: u32 = count
+        .parse()
+        .map_err(|_| format!("{count:?} is not a count of generates"))?;
+    let kind = match kind {
+        "drop" => FailureKind::Drop,
+        "500" | "502" | "503" | "504" => FailureKind::Status(kind.parse().unwrap_or(503)),
+        other => {
+            return Err(format!(
+                "unknown kind {other:?}; expected 500, 502, 503, 504 or drop"
+            ));
+        }
+    };
+    Ok(UncertainGenerate { kind, remaining })
 }
 
 fn parse_hostile(s: &str) -> Result<super::Hostile, String> {
@@ -75,7 +106,7 @@ fn parse_hostile(s: &str) -> Result<super::Hostile, String> {
 
 impl EmulatorArgs {
     pub fn to_config(&self) -> EmulatorConfig {
-        EmulatorConfig {
+        let mut config = EmulatorConfig {
             listen: self.listen,
             path_a: self.path_a,
             security_level: self.security_level,
@@ -90,8 +121,17 @@ impl EmulatorArgs {
                 lowercase_list: self.lowercase_list,
                 error_envelope: self.error_envelope,
                 hostile: self.hostile,
+                dialect: Default::default(),
+                uncertain_generate: self.uncertain_generate.filter(|u| u.remaining > 0),
             },
+        };
+        for spec in &self.dialect {
+            // Checked when the arguments were parsed.
+            if let Err(e) = config.faults.apply_dialects(spec) {
+                tracing::warn!(error = %e, "emulator: ignoring a dialect");
+            }
         }
+        config
     }
 }
 
@@ -257,5 +297,33 @@ mod tests {
             Cli::try_parse_from(["x", "--ca-out", "/tmp/ca.pem"]).is_err(),
             "--ca-out needs --tls"
         );
+        let dialects = Cli::try_parse_from([
+            "x",
+            "--dialect",
+            "seconds,ignore-paging",
+            "--dialect",
+            "root-errors",
+            "--uncertain-generate",
+            "3:drop",
+        ])
+        .unwrap()
+        .args
+        .to_config();
+        assert!(dialects.faults.dialect.seconds && dialects.faults.dialect.ignore_paging);
+        assert_eq!(dialects.faults.error_envelope, ErrorEnvelope::Root);
+        assert_eq!(
+            dialects.faults.uncertain_generate,
+            Some(UncertainGenerate {
+                kind: FailureKind::Drop,
+                remaining: 3
+            })
+        );
+        let all = Cli::try_parse_from(["x", "--dialect", "all"]).unwrap();
+        assert_eq!(
+            all.args.to_config().faults,
+            Faults::with_dialects("all").unwrap()
+        );
+        assert!(Cli::try_parse_from(["x", "--dialect", "seconds,nope"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--uncertain-generate", "2:418"]).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! The tenant emulator: a faithful local stand-in for the tenant's Public API
-//! (`shared/docs/public-api.md`), for tests, benchmarks and `scanmint demo`.
+//! (`docs/public-api.md`), for tests, benchmarks and `scanmint demo`.
 //!
 //! - [`state`]: the key inventory, roles and permissions, the tenant clock, counters.
 //! - [`auth`]: Standard and Advanced authentication, replay protection.
@@ -7,6 +7,10 @@
 //!   loopback-only admin endpoint under `/_emulator/`.
 //! - [`server`]: the accept loop (HTTP or HTTPS), one hyper connection per client, dropped
 //!   connections for the `drop` fault, graceful shutdown.
+//! - [`dialect`]: the readings of the vendor's documents a tenant may speak (`--dialect`).
+//! - [`edit`]: the console's edit call, which changes a key after it was minted.
+//! - [`errors`], [`filters`]: error answers in each envelope; list and delete filters.
+//! - [`hostile`]: replies that break the contract.
 //! - [`tls`]: a generated CA and a `localhost` leaf certificate.
 //! - [`cli`]: `scanmint emulator`.
 
@@ -14,6 +18,11 @@ mod admin;
 mod api;
 mod auth;
 mod cli;
+mod dialect;
+mod edit;
+mod errors;
+mod filters;
+mod hostile;
 mod server;
 mod state;
 mod tls;
@@ -32,6 +41,10 @@ pub use crate::papi::wire::SecurityLevel;
 use crate::secret::Secret;
 
 pub use cli::{EmulatorArgs, bootstrap_line, parse_fail, run_cli};
+pub use dialect::{
+    DIALECTS, DeleteReply, Dialect, UNCERTAIN_GENERATES, UncertainGenerate, ValidateReply,
+};
+pub use edit::KeyEdit;
 pub use state::{
     ACCOUNT_ADMIN, CLI_READ_ONLY_CUSTOM, CLI_READ_ONLY_ROLE, CLI_ROLE, CLI_WRITE_CUSTOM,
     INSTANCE_ADMINISTRATOR, KNOWN_ROLES, PAPI_EDIT, PAPI_VIEW, PATH_B_PRIMARY_ROLES,
@@ -91,6 +104,10 @@ pub struct Faults {
     /// Answer successful `generate`/`get_api_keys` calls the way a broken or hostile tenant
     /// would (the call itself still takes effect: a key is still minted).
     pub hostile: Option<Hostile>,
+    /// Where the tenant's wire format differs from the documented reading.
+    pub dialect: Dialect,
+    /// `generate` mints, then fails as if it had not (503 or a dropped connection).
+    pub uncertain_generate: Option<UncertainGenerate>,
 }
 
 /// Replies that break the contract, for testing that nothing bad is handed out.
@@ -177,6 +194,10 @@ pub enum ErrorEnvelope {
     Root,
     /// `{"data": {"err_msg", "err_extra", "metadata": {"err_code"}}}`.
     Data,
+    /// `{"data": {"err_msg", "metadata": {"err_code", "err_extra"}}}`.
+    Metadata,
+    /// `{"errorCode", "message", "details"}` (newer services, as the vendor's Go SDK reads them).
+    Camel,
 }
 
 impl std::str::FromStr for ErrorEnvelope {
@@ -186,8 +207,10 @@ impl std::str::FromStr for ErrorEnvelope {
             "reply" => Ok(ErrorEnvelope::Reply),
             "root" => Ok(ErrorEnvelope::Root),
             "data" => Ok(ErrorEnvelope::Data),
+            "metadata" => Ok(ErrorEnvelope::Metadata),
+            "camel" => Ok(ErrorEnvelope::Camel),
             _ => Err(format!(
-                "unknown error envelope {s:?} (expected reply, root or data)"
+                "unknown error envelope {s:?} (expected reply, root, data, metadata or camel)"
             )),
         }
     }
@@ -225,6 +248,9 @@ pub struct CallCounts {
     pub delete: u64,
     pub validate: u64,
     pub download_link: u64,
+    /// The console's edit call (`GET`/`PUT /platform/iam/v1/api-key/{id}`).
+    #[serde(default)]
+    pub edit: u64,
     pub rate_limited: u64,
     pub total: u64,
 }
@@ -246,6 +272,14 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
         if config.ca_out.is_some() && !config.tls {
             anyhow::bail!("emulator: ca_out needs tls (there is no CA without HTTPS)");
+        }
+        if !config.tls && !config.listen.ip().to_canonical().is_loopback() {
+            anyhow::bail!(
+                "emulator: refusing to listen on {} without --tls: keys (the Primary key \
+                 included) would cross the network in the clear; add --tls or listen on a \
+                 loopback address such as 127.0.0.1",
+                config.listen
+            );
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -326,9 +360,14 @@ impl Emulator {
         &self.shared.base_url
     }
 
-    /// `{base_url}/_emulator`
+    /// `{base_url}/_emulator/{token}`: the admin endpoint, its random token in the path (a
+    /// request without it is refused). Holds a credential: it reaches the Primary key.
     pub fn admin_url(&self) -> String {
-        format!("{}/_emulator", self.shared.base_url)
+        format!(
+            "{}/_emulator/{}",
+            self.shared.base_url,
+            self.shared.admin_token.expose()
+        )
     }
 
     pub fn primary_key_id(&self) -> i64 {
@@ -399,6 +438,12 @@ impl Emulator {
             .values()
             .map(|k| k.secret.clone())
             .collect()
+    }
+
+    /// Change a live key as the console's edit call would (roles, level, comment; no grant
+    /// checks). False when unknown or deleted.
+    pub fn edit_key(&self, id: i64, edit: KeyEdit) -> bool {
+        self.shared.lock().edit_key(id, edit)
     }
 
     /// Delete a key as if in the console. False when unknown or already deleted.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{AdminKeyView, CallCounts, Faults, KeyState};
+use super::{AdminKeyView, CallCounts, Dialect, Faults, KeyEdit, KeyState};
 use crate::papi::wire::{KeyRecord, SecurityLevel};
 use crate::secret::{self, Secret};
 
@@ -139,13 +139,14 @@ impl KeyEntry {
         }
     }
 
-    pub fn record(&self) -> KeyRecord {
+    /// The key as `get_api_keys` lists it, timestamps in the dialect's unit.
+    pub fn record(&self, dialect: &Dialect) -> KeyRecord {
         KeyRecord {
             id: self.id,
             roles: self.roles.clone(),
             created_by: Some(self.created_by.clone()),
-            creation_time: Some(self.creation_time),
-            expiration: self.expiration,
+            creation_time: Some(dialect.from_ms(self.creation_time)),
+            expiration: self.expiration.map(|e| dialect.from_ms(e)),
             comment: Some(self.comment.clone()),
             user_name: Some(self.user_name.clone()),
             security_level: Some(self.level.as_str().to_string()),
@@ -216,6 +217,25 @@ impl State {
         }
     }
 
+    /// Apply a console edit to a live key; false when unknown or deleted.
+    pub fn edit_key(&mut self, id: i64, edit: KeyEdit) -> bool {
+        match self.keys.get_mut(&id) {
+            Some(k) if k.deleted_at.is_none() => {
+                if let Some(roles) = edit.roles {
+                    k.roles = roles;
+                }
+                if let Some(level) = edit.security_level {
+                    k.level = level;
+                }
+                if let Some(comment) = edit.comment {
+                    k.comment = comment;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Admit one request into the rolling one-second window, or refuse it (limit 0 = off).
     pub fn admit(&mut self, limit: u32) -> bool {
         if limit == 0 {
@@ -242,6 +262,8 @@ pub struct Shared {
     state: Mutex<State>,
     pub base_url: String,
     pub rate_limit: u32,
+    /// The admin endpoint's token (`/_emulator/{token}/…`): it guards the Primary key.
+    pub admin_token: Secret,
 }
 
 impl Shared {
@@ -257,6 +279,7 @@ impl Shared {
             }),
             base_url,
             rate_limit,
+            admin_token: Secret::new(secret::random_alphanumeric(32)),
         }
     }
 

@@ -1,16 +1,21 @@
 //! The typed Public API client: authentication, the calls, error envelopes and retries.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderMap, HeaderValue};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::dialect::{self, ObservedDialect, ValidateForm};
 use super::error::{ErrorKind, PapiError};
+use super::http::{build_http, check_base_url};
+use super::replies::{
+    DeleteOutcome, decode_delete_reply, decode_generate_reply, decode_list_reply,
+    decode_validate_reply, malformed, parse_json, quote_body,
+};
 use super::wire::*;
 use crate::secret::{Secret, random_alphanumeric};
 
@@ -107,6 +112,8 @@ struct Shared {
     /// Tenant clock minus ours, from the last `Date` header (ms); `i64::MIN` until measured.
     clock_offset_ms: AtomicI64,
     calls: AtomicU64,
+    /// The tenant's dialect as seen in its replies.
+    dialect: Mutex<ObservedDialect>,
 }
 
 /// A client for one tenant, authenticated as one key. Cheap to clone.
@@ -125,99 +132,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Plain http is only for the local emulator: a key must never cross a network in the clear.
-fn check_base_url(base_url: &str) -> Result<String, PapiError> {
-    let url = reqwest::Url::parse(base_url).map_err(|e| {
-        PapiError::new(
-            ErrorKind::Config,
-            format!("base URL {base_url:?} is not a URL: {e}"),
-        )
-    })?;
-    let host = url.host_str().unwrap_or_default();
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(host) => {}
-        "http" => {
-            return Err(PapiError::new(
-                ErrorKind::Config,
-                format!(
-                    "refusing plain http:// to {host}: keys may only travel over https (http is allowed for loopback only)"
-                ),
-            ));
-        }
-        other => {
-            return Err(PapiError::new(
-                ErrorKind::Config,
-                format!("unsupported URL scheme {other:?}"),
-            ));
-        }
-    }
-    if host.is_empty() {
-        return Err(PapiError::new(
-            ErrorKind::Config,
-            format!("base URL {base_url:?} has no host"),
-        ));
-    }
-    Ok(base_url.trim_end_matches('/').to_string())
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, PapiError> {
-    // reqwest is built without a default crypto provider; ring is ours. Installing twice is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .timeout(opts.timeout)
-        .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
-        .pool_idle_timeout(Duration::from_secs(60))
-        // The Public API does not redirect; following one would resend a POST as a GET.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("scanmint/", env!("CARGO_PKG_VERSION")));
-    // Proxies come from the environment, but never for a tenant on this machine.
-    let loopback = reqwest::Url::parse(&opts.base_url)
-        .ok()
-        .and_then(|u| u.host_str().map(is_loopback))
-        .unwrap_or(false);
-    if loopback {
-        builder = builder.no_proxy();
-    }
-    if let Some(ca_file) = &opts.ca_file {
-        let pem = std::fs::read(ca_file).map_err(|e| {
-            PapiError::new(
-                ErrorKind::Config,
-                format!("cannot read CA file {}: {e}", ca_file.display()),
-            )
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            PapiError::new(
-                ErrorKind::Config,
-                format!(
-                    "CA file {} holds no usable PEM certificate: {e}",
-                    ca_file.display()
-                ),
-            )
-        })?;
-        // A file without any PEM block parses as an empty bundle: refuse it rather than
-        // silently trusting nothing extra.
-        if certs.is_empty() {
-            return Err(PapiError::new(
-                ErrorKind::Config,
-                format!("CA file {} holds no PEM certificate", ca_file.display()),
-            ));
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder
-        .build()
-        .map_err(|e| PapiError::new(ErrorKind::Config, format!("cannot set up HTTPS: {e}")))
-}
-
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, PapiError> {
         let base_url = check_base_url(&opts.base_url)?;
@@ -230,6 +144,7 @@ impl Client {
                 retry: opts.retry,
                 clock_offset_ms: AtomicI64::new(i64::MIN),
                 calls: AtomicU64::new(0),
+                dialect: Mutex::new(ObservedDialect::default()),
             }),
             key_id: opts.key_id,
             key: opts.key,
@@ -269,6 +184,9 @@ impl Client {
         self.shared.calls.load(Ordering::Relaxed)
     }
 
+    /// Mint a key. Retried only on 429: a repeat could mint twice. A failure after the request
+    /// may have reached the tenant is [`PapiError::is_uncertain`]: look the key up by its tag
+    /// before sending `generate` again.
     pub async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, PapiError> {
         let body = self
             .post(PATH_GENERATE, req, Idempotence::MintsKeys)
@@ -276,38 +194,91 @@ impl Client {
         decode_generate_reply(&body)
     }
 
+    /// One page of the inventory, timestamps as the tenant sent them. See also
+    /// [`Client::list_all`].
     pub async fn get_api_keys(&self, req: &ListRequest) -> Result<ListReply, PapiError> {
         let body = self.post(PATH_LIST, req, Idempotence::Safe).await?;
-        decode_list_reply(&body)
+        let reply = decode_list_reply(&body)?;
+        let casing = dialect::list_casing(&body);
+        self.observe(|d| d.saw_list(casing, &reply.data));
+        Ok(reply)
     }
 
-    /// Delete keys by id; returns the tenant's `update_count`.
+    /// Delete keys by id; returns the tenant's `update_count`, or the number of ids asked for
+    /// when the tenant only answered `true` (use [`Client::delete_keys`] to tell these apart).
     pub async fn delete(&self, ids: &[i64]) -> Result<u64, PapiError> {
+        Ok(self.delete_keys(ids).await?.count_or(ids.len() as u64))
+    }
+
+    /// Delete keys by id and say what the tenant answered: a count, or only "accepted" (then
+    /// confirm by listing the ids when it matters).
+    pub async fn delete_keys(&self, ids: &[i64]) -> Result<DeleteOutcome, PapiError> {
         let req = DeleteRequest {
             filters: vec![Filter::ids(ids)],
         };
         let body = self.post(PATH_DELETE, &req, Idempotence::Safe).await?;
-        Ok(decode_delete_reply(&body)?.update_count)
+        let outcome = decode_delete_reply(&body)?;
+        self.observe(|d| d.saw_delete(outcome));
+        Ok(outcome)
     }
 
-    /// Whether this client's key works: `Ok(false)` when the tenant refuses it (401).
+    /// Whether this client's key works: `Ok(false)` when the tenant refuses it (401, or a
+    /// `false` answer). Accepts `true`, `"true"` and `{"reply": true}`. Asks with `GET`; a tenant
+    /// that answers 404/405 to that is asked with the `POST` form, and the form that worked is
+    /// remembered for this tenant.
     pub async fn validate(&self) -> Result<bool, PapiError> {
-        match self
-            .send(reqwest::Method::GET, PATH_VALIDATE, None, Idempotence::Safe)
-            .await
-        {
-            Ok(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
-                Ok(serde_json::Value::Bool(ok)) => Ok(ok),
-                Ok(serde_json::Value::Object(o))
-                    if o.get("reply").is_some_and(|r| r.is_boolean()) =>
-                {
-                    Ok(o["reply"].as_bool().unwrap_or(false))
+        let known = self.observed_dialect().validate;
+        let mut form = known.unwrap_or(ValidateForm::Get);
+        loop {
+            let result = match form {
+                ValidateForm::Get => {
+                    self.send(reqwest::Method::GET, PATH_VALIDATE, None, Idempotence::Safe)
+                        .await
                 }
-                _ => Err(malformed("validate did not answer true or false")),
-            },
-            Err(e) if e.kind == ErrorKind::Unauthorized => Ok(false),
-            Err(e) => Err(e),
+                ValidateForm::Post => {
+                    self.post(
+                        PATH_VALIDATE_POST,
+                        &serde_json::json!({}),
+                        Idempotence::Safe,
+                    )
+                    .await
+                }
+            };
+            match result {
+                Ok(body) => {
+                    let ok = decode_validate_reply(&body)?;
+                    self.observe(|d| d.validate = Some(form));
+                    return Ok(ok);
+                }
+                Err(e) if e.kind == ErrorKind::Unauthorized => return Ok(false),
+                Err(e)
+                    if known.is_none()
+                        && form == ValidateForm::Get
+                        && matches!(e.status, Some(404 | 405)) =>
+                {
+                    tracing::info!(status = e.status, "validate: GET refused, trying POST");
+                    form = ValidateForm::Post;
+                }
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// The tenant's dialect as seen so far in replies to any client sharing this one's pool.
+    pub fn observed_dialect(&self) -> ObservedDialect {
+        self.shared
+            .dialect
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn observe(&self, f: impl FnOnce(&mut ObservedDialect)) {
+        f(&mut self
+            .shared
+            .dialect
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()));
     }
 
     /// The call the Cortex CLI makes with its key: proves a key works for a scanner.
@@ -387,7 +358,13 @@ impl Client {
                 || attempt >= policy.max_attempts
                 || started.elapsed() + delay > policy.deadline
             {
-                return Err(err);
+                // Only a call that mints keys has an outcome worth calling uncertain.
+                return Err(match idem {
+                    Idempotence::MintsKeys if err.is_uncertain() => {
+                        err.with_uncertain(false).into_uncertain()
+                    }
+                    _ => err.with_uncertain(false),
+                });
             }
             tracing::debug!(path, attempt, kind = ?err.kind, delay_ms = delay.as_millis() as u64, "retrying Public API call");
             tokio::time::sleep(delay).await;
@@ -412,10 +389,15 @@ impl Client {
         }
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
         let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        // From here on the request reached the tenant.
         self.record_date(resp.headers());
         let status = resp.status().as_u16();
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e).with_uncertain(true))?
+        {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(malformed(format!(
                     "reply to {path} is larger than {} KiB",
@@ -430,14 +412,29 @@ impl Client {
         // Redact before parsing: the error fields are cut to a maximum length, and a cut
         // inside an echoed key would leave a piece of it that a later redaction cannot see.
         let body = self.redact_body(body);
-        let detail = parse_error_body(&body).map(|e| {
-            let mut text = e.err_msg.unwrap_or_default();
-            if let Some(extra) = e.err_extra.filter(|x| !x.is_empty() && x != "null") {
-                text.push_str(&format!(" ({extra})"));
+        let envelope = parse_error_body(&body);
+        let explained = envelope.is_some();
+        let detail = match envelope {
+            Some(e) => {
+                let mut text = e.err_msg.unwrap_or_default();
+                if let Some(extra) = e.err_extra.filter(|x| !x.is_empty() && x != "null") {
+                    text.push_str(&format!(" ({extra})"));
+                }
+                if text.is_empty()
+                    && let Some(code) = e.err_code
+                {
+                    text = format!("err_code {code}");
+                }
+                Some(self.redact(&text))
             }
-            self.redact(&text)
-        });
-        Err(PapiError::from_status(status, detail))
+            // Not an error envelope (a proxy's HTML page, plain text): quote its start.
+            None if !body.is_empty() => Some(self.redact(&quote_body(&body, 200))),
+            None => None,
+        };
+        // A 5xx may come after the tenant acted, unless it is a 500 the tenant explained
+        // (bad role names and expirations are documented to come back that way).
+        let maybe_processed = status >= 501 || (status == 500 && !explained);
+        Err(PapiError::from_status(status, detail).with_uncertain(maybe_processed))
     }
 
     fn auth_headers(&self) -> Result<HeaderMap, PapiError> {
@@ -494,6 +491,8 @@ impl Client {
         } else {
             ErrorKind::Transport
         };
+        // A connection never made cannot have delivered the request; anything later may have.
+        let maybe_processed = !e.is_connect();
         // reqwest's message names the URL (no secret in it) and the cause.
         let mut message = format!("cannot reach the tenant at {}: {e}", self.shared.base_url);
         let mut source = std::error::Error::source(&e);
@@ -501,7 +500,7 @@ impl Client {
             message.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        PapiError::new(kind, self.redact(&message))
+        PapiError::new(kind, self.redact(&message)).with_uncertain(maybe_processed)
     }
 
     /// Our key replaced in every string (and object key) of a JSON reply, before anything is
@@ -545,76 +544,9 @@ fn header_value(s: &str) -> Result<HeaderValue, PapiError> {
     HeaderValue::from_str(s).map_err(|_| PapiError::new(ErrorKind::Config, "invalid header value"))
 }
 
-fn malformed(message: impl Into<String>) -> PapiError {
-    PapiError::new(ErrorKind::Malformed, message)
-}
-
-/// Decode a `generate` reply (`{"reply": {"id": .., "key": ..}}`).
-pub fn decode_generate_reply(body: &[u8]) -> Result<GenerateReply, PapiError> {
-    // Serde's message could quote the reply (e.g. "invalid type: string \"<the new key>\""); the
-    // reply holds a secret, so never pass serde's text on: say only what is wrong.
-    let envelope: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| malformed("generate reply is not valid JSON"))?;
-    let Some(reply) = envelope.get("reply").filter(|r| r.is_object()) else {
-        return Err(malformed("generate reply has no `reply` object"));
-    };
-    let id = reply.get("id").and_then(|v| v.as_i64());
-    let key = reply
-        .get("key")
-        .and_then(|v| v.as_str())
-        .filter(|k| !k.is_empty());
-    match (id, key) {
-        (Some(id), Some(key)) if id > 0 => Ok(GenerateReply {
-            id,
-            key: Secret::new(key),
-        }),
-        (None, _) => Err(malformed("generate reply has no integer `id`")),
-        (Some(_), None) => Err(malformed(
-            "generate reply has no `key`: the new key cannot be used",
-        )),
-        (Some(id), Some(_)) => Err(malformed(format!(
-            "generate reply has an impossible id {id}"
-        ))),
-    }
-}
-
-/// Decode a `get_api_keys` reply (`{"reply": {"DATA": [..], ..}}`).
-pub fn decode_list_reply(body: &[u8]) -> Result<ListReply, PapiError> {
-    let envelope: ReplyEnvelope<ListReply> = parse_json(body)?;
-    Ok(envelope.reply)
-}
-
-/// Decode a `delete` reply (`{"reply": {"update_count": n}}`).
-pub fn decode_delete_reply(body: &[u8]) -> Result<DeleteReply, PapiError> {
-    let envelope: ReplyEnvelope<DeleteReply> = parse_json(body)?;
-    Ok(envelope.reply)
-}
-
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, PapiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        malformed(format!(
-            "the tenant's reply does not match the API: {}",
-            truncate(&e.to_string(), 200)
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_http_only_for_loopback() {
-        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
-        assert!(check_base_url("http://localhost:1/").is_ok());
-        assert!(check_base_url("http://[::1]:9").is_ok());
-        assert!(check_base_url("https://api-acme.xdr.us.paloaltonetworks.com").is_ok());
-        let err = check_base_url("http://api-acme.example.com").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Config);
-        assert!(err.message.contains("https"), "{}", err.message);
-        assert!(check_base_url("ftp://x").is_err());
-        assert!(check_base_url("not a url").is_err());
-    }
 
     #[test]
     fn backoff_is_bounded_full_jitter() {

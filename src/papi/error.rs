@@ -59,13 +59,16 @@ impl ErrorKind {
     }
 }
 
-/// A failed call. `message` is safe to show: it carries the tenant's `err_msg`/`err_extra` and
-/// never a secret (the client redacts its own key from anything the tenant echoes back).
+/// A failed call. `message` is safe to show: it quotes what the tenant said (its `err_msg` and
+/// `err_extra`, or the start of a body that is not an error envelope), cut to a bounded length,
+/// and never a secret (the client redacts its own key from anything the tenant echoes back).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PapiError {
     pub kind: ErrorKind,
     pub status: Option<u16>,
     pub message: String,
+    /// The call may have taken effect although it failed (see [`PapiError::is_uncertain`]).
+    uncertain: bool,
 }
 
 impl PapiError {
@@ -74,7 +77,33 @@ impl PapiError {
             kind,
             status: None,
             message: message.into(),
+            uncertain: false,
         }
+    }
+
+    /// A `generate` that failed after it may have reached the tenant: a 5xx other than a 500
+    /// the tenant explained, a connection dropped after sending, or a timeout. The key may have
+    /// been minted (its secret is then lost with the reply): look it up by its unique comment
+    /// tag before sending `generate` again. Never set for other calls, for 4xx, or for a
+    /// connection that was never made.
+    pub fn is_uncertain(&self) -> bool {
+        self.uncertain
+    }
+
+    /// Set or clear the mark without touching the message (the client marks every failure that
+    /// may have reached the tenant, then keeps the mark only for `generate`).
+    pub(super) fn with_uncertain(mut self, uncertain: bool) -> Self {
+        self.uncertain = uncertain;
+        self
+    }
+
+    /// Mark this error as one whose effect on the tenant is unknown (fake tenants in tests use
+    /// this too).
+    pub fn into_uncertain(mut self) -> Self {
+        self.uncertain = true;
+        self.message
+            .push_str(" (the key may or may not have been minted)");
+        self
     }
 
     pub fn from_status(status: u16, detail: Option<String>) -> Self {
@@ -107,6 +136,7 @@ impl PapiError {
             kind,
             status: Some(status),
             message,
+            uncertain: false,
         }
     }
 }

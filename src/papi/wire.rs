@@ -1,4 +1,4 @@
-//! The wire contract of the tenant's Public API (`shared/docs/public-api.md`), shared by the
+//! The wire contract of the tenant's Public API (`docs/public-api.md`), shared by the
 //! client and the emulator so both speak exactly the same shapes.
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,12 @@ pub const PATH_LIST: &str = "/public_api/v1/api_keys/get_api_keys";
 pub const PATH_DELETE: &str = "/public_api/v1/api_keys/delete";
 /// Note: no `/public_api/v1` prefix, as documented.
 pub const PATH_VALIDATE: &str = "/api_keys/validate";
+/// The POST form of validate a vendor-published request collection uses (trailing slash, a
+/// `{"request_data": {}}` body); tried when the tenant answers 404/405 to the GET.
+pub const PATH_VALIDATE_POST: &str = "/api_keys/validate/";
+/// The console's edit call (undocumented; a vendor-published request collection):
+/// `GET`/`PUT {PATH_EDIT_PREFIX}{id}` with `{"request_data": {roles, security_level, comment}}`.
+pub const PATH_EDIT_PREFIX: &str = "/platform/iam/v1/api-key/";
 pub const PATH_DOWNLOAD_LINK: &str = "/public_api/v1/unified-cli/releases/download-link";
 
 pub const HEADER_AUTH_ID: &str = "x-xdr-auth-id";
@@ -118,6 +124,16 @@ impl Filter {
             value: serde_json::json!(ids),
         }
     }
+
+    /// Keys expiring at or after `timestamp`, given in the tenant's own unit (never-expiring
+    /// keys match too): the narrow filter for "every key still alive".
+    pub fn expiration_gte(timestamp: i64) -> Filter {
+        Filter {
+            field: "expiration".into(),
+            operator: "gte".into(),
+            value: serde_json::json!(timestamp),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -132,24 +148,37 @@ pub struct ListRequest {
     pub search_to: Option<u64>,
 }
 
-/// One key in the inventory. Never the secret.
+/// One key in the inventory. Never the secret. Field names are accepted in lower or upper case
+/// (tenants are not consistent about the list's own fields, so neither is assumed for records).
+/// `creation_time` and `expiration` are kept exactly as the tenant sent them: epoch ms on most
+/// tenants, seconds on some ([`super::TimeUnit`] tells them apart); nothing here converts them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyRecord {
+    #[serde(alias = "ID")]
     pub id: i64,
-    #[serde(default)]
+    #[serde(default, alias = "ROLES")]
     pub roles: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "CREATED_BY", skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "CREATION_TIME",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_time: Option<i64>,
-    /// Epoch ms, or `null` for a key that never expires.
-    #[serde(default)]
+    /// The tenant's epoch timestamp (ms or s, as it keeps them), or `null` for a key that never
+    /// expires.
+    #[serde(default, alias = "EXPIRATION")]
     pub expiration: Option<i64>,
-    #[serde(default)]
+    #[serde(default, alias = "COMMENT")]
     pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "USER_NAME", skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "SECURITY_LEVEL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_level: Option<String>,
 }
 
@@ -169,6 +198,7 @@ pub struct DeleteRequest {
     pub filters: Vec<Filter>,
 }
 
+/// The `{"update_count": n}` shape of a delete reply; [`super::DeleteOutcome`] covers every shape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteReply {
     #[serde(default)]
@@ -189,8 +219,11 @@ pub struct ErrorBody {
     pub err_extra: Option<String>,
 }
 
-/// Find `err_code`/`err_msg`/`err_extra` under `reply`, at the root, or under `data`
-/// (`data.err_msg`, `data.metadata.err_code`). Returns `None` when none is present.
+/// Find the error fields wherever the service put them: `err_code`/`err_msg`/`err_extra` under
+/// `reply`, at the root, or under `data` (`data.err_msg`, `data.metadata.err_code`,
+/// `data.metadata.err_extra`); or the newer services' root `errorCode`/`message`/`details`.
+/// `err_code` may be a string or an integer, `err_extra` a string or an array of objects.
+/// Returns `None` when none is present.
 pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let places = [value.get("reply"), Some(&value), value.get("data")];
@@ -198,12 +231,16 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
         if !place.is_object() {
             continue;
         }
-        let err_msg = place.get("err_msg").and_then(text);
-        let err_code = place
-            .get("err_code")
-            .or_else(|| place.get("metadata").and_then(|m| m.get("err_code")))
-            .and_then(text);
-        let err_extra = place.get("err_extra").and_then(text);
+        let metadata = place.get("metadata").filter(|m| m.is_object());
+        let field = |name: &str| {
+            place
+                .get(name)
+                .and_then(text)
+                .or_else(|| metadata.and_then(|m| m.get(name)).and_then(text))
+        };
+        let err_msg = field("err_msg");
+        let err_code = field("err_code");
+        let err_extra = field("err_extra");
         if err_msg.is_some() || err_code.is_some() || err_extra.is_some() {
             return Some(ErrorBody {
                 err_code,
@@ -211,6 +248,17 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
                 err_extra,
             });
         }
+    }
+    // The vendor's Go SDK also reads a root `errorCode`/`message`/`details`.
+    let err_code = value.get("errorCode").and_then(text);
+    let err_msg = value.get("message").and_then(text);
+    let err_extra = value.get("details").and_then(text);
+    if err_msg.is_some() || err_code.is_some() || err_extra.is_some() {
+        return Some(ErrorBody {
+            err_code,
+            err_msg,
+            err_extra,
+        });
     }
     None
 }
@@ -287,6 +335,21 @@ mod tests {
         let data = parse_error_body(under_data).unwrap();
         assert_eq!(data.err_code.as_deref(), Some("429"));
         assert_eq!(data.err_msg.as_deref(), Some("rate"));
+        let metadata =
+            br#"{"data":{"err_msg":"no","metadata":{"err_code":"403","err_extra":[{"a":1}]}}}"#;
+        let metadata = parse_error_body(metadata).unwrap();
+        assert_eq!(metadata.err_code.as_deref(), Some("403"));
+        assert_eq!(metadata.err_extra.as_deref(), Some(r#"[{"a":1}]"#));
+        let camel = br#"{"errorCode":"PERMISSION_DENIED","message":"nope","details":["x"]}"#;
+        assert_eq!(
+            parse_error_body(camel),
+            Some(ErrorBody {
+                err_code: Some("PERMISSION_DENIED".into()),
+                err_msg: Some("nope".into()),
+                err_extra: Some(r#"["x"]"#.into())
+            })
+        );
+        assert_eq!(parse_error_body(br#"{"reply":{"DATA":[]}}"#), None);
         assert_eq!(parse_error_body(br#"{"reply":true}"#), None);
         assert_eq!(parse_error_body(b"<html>"), None);
     }

@@ -30,10 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use scanmint::client::{LspClient, read_frame, write_frame};
-use scanmint::emulator::{CLI_READ_ONLY_CUSTOM, CallCounts, Emulator, EmulatorConfig, Faults};
-use scanmint::papi::wire::{Filter, GenerateRequest, ListRequest, SecurityLevel};
-use scanmint::papi::{Client, ClientOptions, RetryPolicy};
+use scanmint::cli::client::{LspClient, read_frame, write_frame};
+use scanmint::tenant::emulator::{
+    CLI_READ_ONLY_CUSTOM, CallCounts, Emulator, EmulatorConfig, Faults,
+};
+use scanmint::tenant::papi::wire::{Filter, GenerateRequest, ListRequest, SecurityLevel};
+use scanmint::tenant::papi::{Client, ClientOptions, RetryPolicy};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;

@@ -12,9 +12,9 @@ use std::time::Duration;
 use keyring_core::{CredentialStore, Entry};
 use zeroize::Zeroizing;
 
-use crate::config::StoreChoice;
-use crate::fsutil;
-use crate::secret::Secret;
+use crate::domain::config::StoreChoice;
+use crate::domain::secret::Secret;
+use crate::platform::fs as fsutil;
 
 /// Keychain calls that take longer than this are given up on (a locked collection can hang on a
 /// prompt nobody will answer).

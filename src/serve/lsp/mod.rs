@@ -17,11 +17,11 @@ use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
-use crate::broker::{Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure};
-use crate::doctor;
-use crate::papi::wire::SecurityLevel;
-use crate::scan;
-use crate::secret::Secret;
+use crate::cli::doctor;
+use crate::domain::broker::{Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure};
+use crate::domain::secret::Secret;
+use crate::serve::scan;
+use crate::tenant::papi::wire::SecurityLevel;
 
 pub const COMMANDS: [&str; 5] = [
     "scanmint.login",
@@ -114,10 +114,10 @@ impl Hub {
             .custom_method("scanmint/credentials", Session::credentials)
             .custom_method("scanmint/scanFailed", Session::scan_failed)
             .finish();
-        let guarded = crate::framing::guard(read);
+        let guarded = crate::serve::framing::guard(read);
         Server::new(guarded, write, socket)
             .concurrency_level(CONCURRENCY)
-            .serve(crate::framing::OptionalParams::new(service))
+            .serve(crate::serve::framing::OptionalParams::new(service))
             .await;
         self.sessions.lock().unwrap().remove(&id);
         self.session_ended.notify_one();
@@ -155,7 +155,7 @@ async fn fan_out(hub: std::sync::Weak<Hub>, mut events: tokio::sync::broadcast::
 
 async fn notify_status(hub: &Arc<Hub>, profile: &str) {
     let report = hub.broker.status(profile).await;
-    let needs_login = report.state == crate::broker::State::NeedsLogin;
+    let needs_login = report.state == crate::domain::broker::State::NeedsLogin;
     let value = serde_json::to_value(&report).unwrap_or(Value::Null);
     for s in hub.sessions_of(profile) {
         s.client
@@ -233,7 +233,7 @@ pub struct Session {
     options: Mutex<InitOptions>,
     /// Keys this session was handed: they count as in use until it ends or moves on.
     leases: Mutex<Vec<Lease>>,
-    watcher: Mutex<Option<crate::watch::Watcher>>,
+    watcher: Mutex<Option<crate::serve::watch::Watcher>>,
     folders: Mutex<Vec<PathBuf>>,
     login_prompted: Arc<AtomicBool>,
 }
@@ -636,7 +636,7 @@ impl LanguageServer for Session {
         if !self.is_editor() {
             return;
         }
-        if report.state == crate::broker::State::NeedsLogin {
+        if report.state == crate::domain::broker::State::NeedsLogin {
             if let Some(s) = self.hub.sessions.lock().unwrap().get(&self.id).cloned() {
                 maybe_prompt_login(
                     &s,
@@ -747,7 +747,7 @@ impl Session {
         let profile = profile.to_string();
         tokio::spawn(async move {
             let report = broker.status(&profile).await;
-            if report.state == crate::broker::State::NeedsLogin {
+            if report.state == crate::domain::broker::State::NeedsLogin {
                 return;
             }
             if let Err(e) = broker.credentials(&profile, PREFETCH_MARGIN).await {
@@ -758,7 +758,7 @@ impl Session {
 
     /// Scan the workspace folders now, and again whenever a scanned file changes on disk.
     async fn watch(&self, folders: Vec<PathBuf>) {
-        let watcher = crate::watch::Watcher::start(self.client.clone(), &folders);
+        let watcher = crate::serve::watch::Watcher::start(self.client.clone(), &folders);
         for folder in &folders {
             for dir in scan::watched_dirs(folder) {
                 let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use tokio::process::Command;
 
-use crate::emulator::{AdminKeyView, Emulator, EmulatorConfig};
+use crate::tenant::emulator::{AdminKeyView, Emulator, EmulatorConfig};
 
 struct Demo {
     exe: PathBuf,
@@ -114,8 +114,8 @@ fn scanned_key(out: &str) -> Option<i64> {
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    crate::fsutil::ensure_private_dir(path.parent().context("no parent")?)?;
-    crate::fsutil::write_private_atomic(path, text.as_bytes())?;
+    crate::platform::fs::ensure_private_dir(path.parent().context("no parent")?)?;
+    crate::platform::fs::write_private_atomic(path, text.as_bytes())?;
     Ok(())
 }
 

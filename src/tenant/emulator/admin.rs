@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::api::{Resp, json_response};
 use super::state::{self, Shared};
 use super::{Faults, SecurityLevel};
-use crate::papi::wire::GenerateReply;
+use crate::tenant::papi::wire::GenerateReply;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

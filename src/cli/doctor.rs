@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::broker::{ADMIN_ROLES, Broker, PRIMARY_KEY_GUIDANCE, State};
-use crate::papi::wire::{Filter, SecurityLevel};
-use crate::store::Tier;
+use crate::domain::broker::{ADMIN_ROLES, Broker, PRIMARY_KEY_GUIDANCE, State};
+use crate::domain::store::Tier;
+use crate::tenant::papi::wire::{Filter, SecurityLevel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,7 +96,7 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
         tier => c.add("storage", Verdict::Pass, format!("{} store{skipped}", tier.as_str()), None),
     }
 
-    match crate::daemon::check_runtime_dir() {
+    match crate::serve::daemon::check_runtime_dir() {
         Ok(detail) => c.add("socket", Verdict::Pass, detail, None),
         Err(e) => c.add(
             "socket",

@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::broker::{Broker, Event};
-use crate::client::LspClient;
-use crate::fsutil;
-use crate::scan::MANAGED_MARKER;
-use crate::secret::Secret;
+use crate::cli::client::LspClient;
+use crate::domain::broker::{Broker, Event};
+use crate::domain::secret::Secret;
+use crate::platform::fs as fsutil;
+use crate::serve::scan::MANAGED_MARKER;
 
 /// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
 pub const EXIT_PLATFORM_FAILURE: i32 = 2;
@@ -248,7 +248,7 @@ impl CortexEnvWriter {
 }
 
 async fn refresh(broker: &Broker, profile: &str, path: &Path) {
-    if broker.status(profile).await.state == crate::broker::State::NeedsLogin {
+    if broker.status(profile).await.state == crate::domain::broker::State::NeedsLogin {
         return;
     }
     match broker

@@ -17,13 +17,13 @@ use tokio::sync::{Notify, broadcast};
 pub use status::{KeyInfo, State, StatusError, StatusReport};
 pub use tenant::{Connector, HttpConnector, PrimaryKey, Tenant};
 
-use crate::clock::Clock;
-use crate::config::{Config, Profile};
-use crate::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
-use crate::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, SecurityLevel};
-use crate::papi::{ErrorKind, PapiError};
-use crate::secret::{self, Secret};
-use crate::store::{Store, Tier};
+use crate::domain::clock::Clock;
+use crate::domain::config::{Config, Profile};
+use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
+use crate::domain::secret::{self, Secret};
+use crate::domain::store::{Store, Tier};
+use crate::tenant::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, SecurityLevel};
+use crate::tenant::papi::{ErrorKind, PapiError};
 
 /// Reconcile with the tenant this often even when nothing happens.
 const RECONCILE_EVERY_MS: i64 = 3600 * 1000;
@@ -302,7 +302,7 @@ impl Lease {
 fn owner() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", crate::fsutil::euid()));
+        .unwrap_or_else(|_| format!("uid{}", crate::platform::fs::euid()));
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -1854,7 +1854,11 @@ mod tests {
         let p = Profile::defaults("p");
         assert!(
             check_record(
-                &record(&[crate::config::DEFAULT_ROLE], Some("standard"), Some(1000)),
+                &record(
+                    &[crate::domain::config::DEFAULT_ROLE],
+                    Some("standard"),
+                    Some(1000)
+                ),
                 &p,
                 1000
             )
@@ -1862,7 +1866,10 @@ mod tests {
         );
         let broad = check_record(
             &record(
-                &[crate::config::DEFAULT_ROLE, "Instance Administrator"],
+                &[
+                    crate::domain::config::DEFAULT_ROLE,
+                    "Instance Administrator",
+                ],
                 None,
                 Some(1000),
             ),
@@ -1878,7 +1885,11 @@ mod tests {
         );
         assert_eq!(
             check_record(
-                &record(&[crate::config::DEFAULT_ROLE], Some("Advanced"), Some(1000)),
+                &record(
+                    &[crate::domain::config::DEFAULT_ROLE],
+                    Some("Advanced"),
+                    Some(1000)
+                ),
                 &p,
                 1000
             )
@@ -1888,7 +1899,7 @@ mod tests {
         );
         assert_eq!(
             check_record(
-                &record(&[crate::config::DEFAULT_ROLE], None, None),
+                &record(&[crate::domain::config::DEFAULT_ROLE], None, None),
                 &p,
                 1000
             )
@@ -1898,7 +1909,7 @@ mod tests {
         );
         assert_eq!(
             check_record(
-                &record(&[crate::config::DEFAULT_ROLE], None, Some(900_000)),
+                &record(&[crate::domain::config::DEFAULT_ROLE], None, Some(900_000)),
                 &p,
                 1000
             )

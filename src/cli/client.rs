@@ -87,10 +87,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let length = length.ok_or_else(|| std::io::Error::other("frame without Content-Length"))?;
     // Refuse a length we would never send rather than allocate whatever a frame claims.
-    if length > crate::framing::MAX_FRAME {
+    if length > crate::serve::framing::MAX_FRAME {
         return Err(std::io::Error::other(format!(
             "frame of {length} bytes, over the {} MiB limit",
-            crate::framing::MAX_FRAME >> 20
+            crate::serve::framing::MAX_FRAME >> 20
         )));
     }
     let mut body = vec![0; length];
@@ -128,7 +128,7 @@ impl LspClient {
 
     /// Connect to the daemon (starting it if needed) and initialize as `kind` ("exec"/"editor").
     pub async fn connect_daemon(kind: &str, profile: Option<&str>) -> anyhow::Result<LspClient> {
-        let stream = crate::daemon::connect_or_spawn().await?;
+        let stream = crate::serve::daemon::connect_or_spawn().await?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);
         client

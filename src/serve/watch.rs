@@ -7,7 +7,7 @@ use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tower_lsp_server::Client;
 
-use crate::scan;
+use crate::serve::scan;
 
 /// Dropping it stops the watching.
 pub struct Watcher {
@@ -46,7 +46,7 @@ impl Watcher {
         }
         tokio::spawn(async move {
             while let Some(path) = rx.recv().await {
-                crate::lsp::publish(&client, &path, None).await;
+                crate::serve::lsp::publish(&client, &path, None).await;
             }
         });
         Some(Watcher {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::papi::wire::{
+use crate::domain::secret::Secret;
+use crate::tenant::papi::wire::{
     Filter, GenerateReply, GenerateRequest, KeyRecord, ListRequest, SecurityLevel,
 };
-use crate::papi::{Client, ClientOptions, PapiError};
-use crate::secret::Secret;
+use crate::tenant::papi::{Client, ClientOptions, PapiError};
 
 /// The Primary key: the one credential allowed to mint and delete keys.
 #[derive(Clone)]

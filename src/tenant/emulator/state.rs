@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{AdminKeyView, CallCounts, Faults, KeyState};
-use crate::papi::wire::{KeyRecord, SecurityLevel};
-use crate::secret::{self, Secret};
+use crate::domain::secret::{self, Secret};
+use crate::tenant::papi::wire::{KeyRecord, SecurityLevel};
 
 pub const INSTANCE_ADMINISTRATOR: &str = "Instance Administrator";
 pub const ACCOUNT_ADMIN: &str = "Account Admin";

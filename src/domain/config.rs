@@ -317,7 +317,7 @@ pub fn state_dir() -> PathBuf {
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(p) if p.is_absolute() => p.join("scanmint"),
-        _ => std::env::temp_dir().join(format!("scanmint-{}", crate::fsutil::euid())),
+        _ => std::env::temp_dir().join(format!("scanmint-{}", crate::platform::fs::euid())),
     }
 }
 

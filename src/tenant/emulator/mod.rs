@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::papi::wire::SecurityLevel;
-use crate::secret::Secret;
+use crate::domain::secret::Secret;
+pub use crate::tenant::papi::wire::SecurityLevel;
 
 pub use cli::{EmulatorArgs, bootstrap_line, parse_fail, run_cli};
 pub use state::{
@@ -275,7 +275,7 @@ impl Emulator {
         };
         let ca_pem = tls_material.as_ref().map(|m| m.ca_pem.clone());
         if let (Some(path), Some(pem)) = (&config.ca_out, &ca_pem) {
-            crate::fsutil::write_private_atomic(path, pem.as_bytes()).with_context(|| {
+            crate::platform::fs::write_private_atomic(path, pem.as_bytes()).with_context(|| {
                 format!(
                     "emulator: cannot write the CA certificate to {}",
                     path.display()

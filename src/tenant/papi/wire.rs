@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::secret::{self, Secret};
+use crate::domain::secret::{self, Secret};
 
 pub const API_PREFIX: &str = "/public_api/v1";
 pub const PATH_GENERATE: &str = "/public_api/v1/api_keys/generate";

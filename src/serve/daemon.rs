@@ -12,15 +12,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::broker::{Broker, BrokerOptions, HttpConnector, PrimaryKey};
-use crate::clock::SystemClock;
-use crate::config::{self, Config};
-use crate::ledger::LedgerFile;
-use crate::lsp::Hub;
-use crate::papi::wire::SecurityLevel;
-use crate::secret::Secret;
-use crate::store::Store;
-use crate::{deliver, fsutil};
+use crate::cli::exec as deliver;
+use crate::domain::broker::{Broker, BrokerOptions, HttpConnector, PrimaryKey};
+use crate::domain::clock::SystemClock;
+use crate::domain::config::{self, Config};
+use crate::domain::ledger::LedgerFile;
+use crate::domain::secret::Secret;
+use crate::domain::store::Store;
+use crate::platform::fs as fsutil;
+use crate::serve::lsp::Hub;
+use crate::tenant::papi::wire::SecurityLevel;
 
 /// Bumped when the protocol changes incompatibly: it is part of the socket's name, so an old
 /// daemon and a new proxy never talk past each other.

@@ -1,6 +1,11 @@
 //! The command line. Every command but `emulator` and `completions` talks to the daemon
 //! (starting it if needed), so the CLI and the editors always see the same state.
 
+pub mod client;
+pub mod demo;
+pub mod doctor;
+pub mod exec;
+
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -10,11 +15,12 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::{LspClient, RpcError};
-use crate::deliver::{self, ExecOptions};
-use crate::emulator::EmulatorArgs;
-use crate::papi::wire::SecurityLevel;
-use crate::secret::Secret;
+use self::exec as deliver;
+use self::exec::ExecOptions;
+use crate::cli::client::{LspClient, RpcError};
+use crate::domain::secret::Secret;
+use crate::tenant::emulator::EmulatorArgs;
+use crate::tenant::papi::wire::SecurityLevel;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -118,9 +124,11 @@ pub enum Command {
 /// Run a command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Daemon => crate::daemon::run().await.map(|_| 0),
-        Command::Lsp { standalone: true } => crate::daemon::run_standalone().await.map(|_| 0),
-        Command::Lsp { standalone: false } => crate::daemon::run_proxy().await.map(|_| 0),
+        Command::Daemon => crate::serve::daemon::run().await.map(|_| 0),
+        Command::Lsp { standalone: true } => {
+            crate::serve::daemon::run_standalone().await.map(|_| 0)
+        }
+        Command::Lsp { standalone: false } => crate::serve::daemon::run_proxy().await.map(|_| 0),
         Command::Login {
             profile,
             base_url,
@@ -168,8 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Emulator(args) => crate::emulator::run_cli(args).await.map(|_| 0),
-        Command::Demo => crate::demo::run().await,
+        Command::Emulator(args) => crate::tenant::emulator::run_cli(args).await.map(|_| 0),
+        Command::Demo => crate::cli::demo::run().await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -256,7 +264,7 @@ async fn login(
     key_id: Option<i64>,
     level: SecurityLevel,
 ) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load()?;
+    let config = crate::domain::config::Config::load()?;
     let base_url = match base_url.or(config.profile(profile.as_deref()).base_url) {
         Some(url) => url,
         None => prompt("Tenant API URL (e.g. https://api-acme.xdr.us.paloaltonetworks.com)")?,
@@ -312,7 +320,7 @@ async fn status(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
             "{}",
             render_status(
                 &report,
-                crate::clock::Clock::now_ms(&crate::clock::SystemClock)
+                crate::domain::clock::Clock::now_ms(&crate::domain::clock::SystemClock)
             )
         );
     }
@@ -405,10 +413,11 @@ async fn stand_in_scanner() -> anyhow::Result<i32> {
     };
     let key = Secret::new(key);
     let id: i64 = id.parse().context("CORTEX_API_KEY_ID is not an integer")?;
-    let mut opts = crate::papi::ClientOptions::new(&base_url, id, key, SecurityLevel::Standard);
-    opts.retry = crate::papi::RetryPolicy::none();
+    let mut opts =
+        crate::tenant::papi::ClientOptions::new(&base_url, id, key, SecurityLevel::Standard);
+    opts.retry = crate::tenant::papi::RetryPolicy::none();
     opts.ca_file = std::env::var_os("SCANMINT_SCANNER_CA").map(PathBuf::from);
-    let client = crate::papi::Client::new(opts)?;
+    let client = crate::tenant::papi::Client::new(opts)?;
     match client.download_link().await {
         Ok(link) => {
             println!(

@@ -10,7 +10,7 @@ use super::{
     Emulator, EmulatorConfig, ErrorEnvelope, FAILURE_ENDPOINTS, Failure, FailureKind, Faults,
     SecurityLevel,
 };
-use crate::secret::{self, Secret};
+use crate::domain::secret::{self, Secret};
 
 /// Run a local stand-in for the tenant's Public API.
 ///

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::state::{self, INSTANCE_ADMINISTRATOR, MAX_EXPIRATION_AHEAD_MS, Shared, State};
 use super::{CallCounts, ErrorEnvelope, FailureKind, Faults, auth};
-use crate::papi::wire::{self, GenerateReply, SecurityLevel};
+use crate::tenant::papi::wire::{self, GenerateReply, SecurityLevel};
 
 pub type Resp = Response<Body>;
 
@@ -719,7 +719,7 @@ fn download_link(st: &State, caller: i64, query: Option<&str>) -> Result<Resp, A
     let suffix = if os == "windows" { ".exe" } else { "" };
     let file_name = format!("cortexcli-{os}-{arch}{suffix}");
     let expires = st.now_ms() / 1000 + 900;
-    let signature = crate::secret::random_alphanumeric(32);
+    let signature = crate::domain::secret::random_alphanumeric(32);
     let signed_url = format!(
         "https://cli-downloads.emulator.invalid/unified-cli/latest/{file_name}?Expires={expires}&Signature={signature}"
     );

@@ -4,8 +4,8 @@
 use axum::http::HeaderMap;
 
 use super::state::{ADVANCED_SKEW_MS, State};
-use crate::papi::wire::{self, SecurityLevel};
-use crate::secret::Secret;
+use crate::domain::secret::Secret;
+use crate::tenant::papi::wire::{self, SecurityLevel};
 
 /// Why authentication failed (the message goes into `err_msg`; never a secret).
 #[derive(Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub fn authenticate(st: &mut State, headers: &HeaderMap) -> Result<i64, AuthErro
 mod tests {
     use super::super::state::{NewKey, Shared};
     use super::*;
-    use crate::emulator::Faults;
+    use crate::tenant::emulator::Faults;
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ErrorKind, PapiError};
 use super::wire::*;
-use crate::secret::{Secret, random_alphanumeric};
+use crate::domain::secret::{Secret, random_alphanumeric};
 
 /// The tenant's rate limit counts requests per second.
 const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);

@@ -1,0 +1,4 @@
+//! The tenant side: the Public API client and the emulator that stands in for a tenant.
+
+pub mod emulator;
+pub mod papi;

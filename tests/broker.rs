@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scanmint::domain::broker::{
-    Broker, BrokerError, BrokerOptions, Credentials, HttpConnector, LoginRequest, PrimaryKey,
-    ScanFailure, State,
+    Broker, BrokerError, BrokerOptions, Credentials, LoginRequest, PrimaryKey, ScanFailure, State,
 };
 use scanmint::domain::clock::{Clock, ManualClock};
 use scanmint::domain::config::{Config, StoreChoice};
 use scanmint::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
 use scanmint::domain::secret::{Secret, random_alphanumeric};
 use scanmint::domain::store::{KeyringStore, Store, Tier};
+use scanmint::tenant::connector::HttpConnector;
 use scanmint::tenant::emulator::{
     AdminKeyView, Emulator, EmulatorConfig, Failure, FailureKind, Faults,
     KeyState as TenantKeyState,
@@ -62,7 +62,7 @@ fn primary_of(emu: &Emulator) -> PrimaryKey {
         base_url: emu.base_url().to_string(),
         key_id: emu.primary_key_id(),
         key: emu.primary_key(),
-        security_level: emu.security_level(),
+        security_level: emu.security_level().into(),
     }
 }
 
@@ -71,7 +71,7 @@ fn login_request(emu: &Emulator) -> LoginRequest {
         base_url: Some(emu.base_url().to_string()),
         key_id: emu.primary_key_id(),
         key: emu.primary_key(),
-        security_level: emu.security_level(),
+        security_level: emu.security_level().into(),
     }
 }
 
@@ -955,7 +955,7 @@ async fn login_refuses_a_view_only_key_with_path_guidance() {
                 base_url: Some(emu.base_url().to_string()),
                 key_id: id,
                 key,
-                security_level: SecurityLevel::Standard,
+                security_level: SecurityLevel::Standard.into(),
             },
         )
         .await

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::domain::broker::{ADMIN_ROLES, Broker, PRIMARY_KEY_GUIDANCE, State};
+use crate::domain::broker::{Filter, SecurityLevel};
 use crate::domain::store::Tier;
-use crate::tenant::papi::wire::{Filter, SecurityLevel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::cli::exec as deliver;
-use crate::domain::broker::{Broker, BrokerOptions, HttpConnector, PrimaryKey};
+use crate::domain::broker::SecurityLevel;
+use crate::domain::broker::{Broker, BrokerOptions, PrimaryKey};
 use crate::domain::clock::SystemClock;
 use crate::domain::config::{self, Config};
 use crate::domain::ledger::LedgerFile;
@@ -21,7 +22,7 @@ use crate::domain::secret::Secret;
 use crate::domain::store::Store;
 use crate::platform::fs as fsutil;
 use crate::serve::lsp::Hub;
-use crate::tenant::papi::wire::SecurityLevel;
+use crate::tenant::connector::HttpConnector;
 
 /// Bumped when the protocol changes incompatibly: it is part of the socket's name, so an old
 /// daemon and a new proxy never talk past each other.

@@ -1,50 +1,17 @@
-//! What the broker needs from a tenant, as a trait: the lifecycle is written against this, not
-//! against HTTP. `papi::Client` is the real implementation.
+//! The domain's `Tenant` and `Connector` implemented over the Public API client: HTTPS to the
+//! tenant, paging through listings, and converting between the wire shapes (`papi::wire`) and
+//! the broker's own types, so that the domain never names papi.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::secret::Secret;
-use crate::tenant::papi::wire::{
-    Filter, GenerateReply, GenerateRequest, KeyRecord, ListRequest, SecurityLevel,
+use crate::domain::broker::{
+    Connector, ErrorKind, Filter, GenerateReply, GenerateRequest, KeyRecord, PrimaryKey,
+    SecurityLevel, Tenant, TenantError,
 };
-use crate::tenant::papi::{Client, ClientOptions, PapiError};
-
-/// The Primary key: the one credential allowed to mint and delete keys.
-#[derive(Clone)]
-pub struct PrimaryKey {
-    pub base_url: String,
-    pub key_id: i64,
-    pub key: Secret,
-    pub security_level: SecurityLevel,
-}
-
-#[async_trait]
-pub trait Tenant: Send + Sync {
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, PapiError>;
-    /// Every key matching `filters`, across pages.
-    async fn list(&self, filters: Vec<Filter>) -> Result<Vec<KeyRecord>, PapiError>;
-    async fn delete(&self, ids: &[i64]) -> Result<u64, PapiError>;
-    /// Whether a minted (Standard) key works, asked the way the scanner would authenticate.
-    async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, PapiError>;
-    /// Tenant clock minus ours (ms), 0 until measured.
-    fn clock_offset_ms(&self) -> i64;
-    /// Whether [`Tenant::clock_offset_ms`] was measured (a reply carried a `Date` header).
-    fn clock_offset_known(&self) -> bool {
-        true
-    }
-    fn base_url(&self) -> &str;
-}
-
-/// Makes a tenant connection for a Primary key.
-pub trait Connector: Send + Sync {
-    fn connect(
-        &self,
-        primary: &PrimaryKey,
-        ca_file: Option<&std::path::Path>,
-    ) -> Result<Arc<dyn Tenant>, PapiError>;
-}
+use crate::domain::secret::Secret;
+use crate::tenant::papi::{self, Client, ClientOptions, PapiError, wire};
 
 /// The real thing: HTTPS to the tenant's Public API.
 pub struct HttpConnector;
@@ -54,15 +21,15 @@ impl Connector for HttpConnector {
         &self,
         primary: &PrimaryKey,
         ca_file: Option<&std::path::Path>,
-    ) -> Result<Arc<dyn Tenant>, PapiError> {
+    ) -> Result<Arc<dyn Tenant>, TenantError> {
         let mut opts = ClientOptions::new(
             &primary.base_url,
             primary.key_id,
             primary.key.clone(),
-            primary.security_level,
+            wire_level(primary.security_level),
         );
         opts.ca_file = ca_file.map(|p| p.to_path_buf());
-        Ok(Arc::new(Client::new(opts)?))
+        Ok(Arc::new(Client::new(opts).map_err(domain_error)?))
     }
 }
 
@@ -72,22 +39,33 @@ const MAX_PAGES: u64 = 50;
 
 #[async_trait]
 impl Tenant for Client {
-    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, PapiError> {
-        Client::generate(self, req).await
+    async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, TenantError> {
+        let req = wire::GenerateRequest {
+            roles: req.roles.clone(),
+            security_level: wire_level(req.security_level),
+            expiration: req.expiration,
+            comment: req.comment.clone(),
+        };
+        let reply = Client::generate(self, &req).await.map_err(domain_error)?;
+        Ok(GenerateReply {
+            id: reply.id,
+            key: reply.key,
+        })
     }
 
-    async fn list(&self, filters: Vec<Filter>) -> Result<Vec<KeyRecord>, PapiError> {
+    async fn list(&self, filters: Vec<Filter>) -> Result<Vec<KeyRecord>, TenantError> {
+        let filters: Vec<wire::Filter> = filters.into_iter().map(wire_filter).collect();
         let mut all = Vec::new();
         for page in 0..MAX_PAGES {
-            let req = ListRequest {
+            let req = wire::ListRequest {
                 filters: filters.clone(),
                 sort: None,
                 search_from: Some(page * PAGE),
                 search_to: Some((page + 1) * PAGE),
             };
-            let reply = self.get_api_keys(&req).await?;
+            let reply = self.get_api_keys(&req).await.map_err(domain_error)?;
             let n = reply.data.len() as u64;
-            all.extend(reply.data);
+            all.extend(reply.data.into_iter().map(domain_record));
             if n < PAGE {
                 break;
             }
@@ -95,14 +73,15 @@ impl Tenant for Client {
         Ok(all)
     }
 
-    async fn delete(&self, ids: &[i64]) -> Result<u64, PapiError> {
-        Client::delete(self, ids).await
+    async fn delete(&self, ids: &[i64]) -> Result<u64, TenantError> {
+        Client::delete(self, ids).await.map_err(domain_error)
     }
 
-    async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, PapiError> {
-        self.as_key(key_id, key.clone(), SecurityLevel::Standard)
+    async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, TenantError> {
+        self.as_key(key_id, key.clone(), wire::SecurityLevel::Standard)
             .validate()
             .await
+            .map_err(domain_error)
     }
 
     fn clock_offset_ms(&self) -> i64 {
@@ -115,5 +94,69 @@ impl Tenant for Client {
 
     fn base_url(&self) -> &str {
         Client::base_url(self)
+    }
+}
+
+pub fn wire_level(level: SecurityLevel) -> wire::SecurityLevel {
+    match level {
+        SecurityLevel::Standard => wire::SecurityLevel::Standard,
+        SecurityLevel::Advanced => wire::SecurityLevel::Advanced,
+    }
+}
+
+impl From<wire::SecurityLevel> for SecurityLevel {
+    fn from(level: wire::SecurityLevel) -> Self {
+        match level {
+            wire::SecurityLevel::Standard => SecurityLevel::Standard,
+            wire::SecurityLevel::Advanced => SecurityLevel::Advanced,
+        }
+    }
+}
+
+impl From<SecurityLevel> for wire::SecurityLevel {
+    fn from(level: SecurityLevel) -> Self {
+        wire_level(level)
+    }
+}
+
+fn wire_filter(f: Filter) -> wire::Filter {
+    wire::Filter {
+        field: f.field,
+        operator: f.operator,
+        value: f.value,
+    }
+}
+
+fn domain_record(r: wire::KeyRecord) -> KeyRecord {
+    KeyRecord {
+        id: r.id,
+        roles: r.roles,
+        created_by: r.created_by,
+        creation_time: r.creation_time,
+        expiration: r.expiration,
+        comment: r.comment,
+        user_name: r.user_name,
+        security_level: r.security_level,
+    }
+}
+
+/// The same kinds on both sides; the message (the tenant's words) passes through unchanged.
+pub fn domain_error(e: PapiError) -> TenantError {
+    let kind = match e.kind {
+        papi::ErrorKind::BadRequest => ErrorKind::BadRequest,
+        papi::ErrorKind::Unauthorized => ErrorKind::Unauthorized,
+        papi::ErrorKind::PaymentRequired => ErrorKind::PaymentRequired,
+        papi::ErrorKind::Forbidden => ErrorKind::Forbidden,
+        papi::ErrorKind::RateLimited => ErrorKind::RateLimited,
+        papi::ErrorKind::Server => ErrorKind::Server,
+        papi::ErrorKind::Transport => ErrorKind::Transport,
+        papi::ErrorKind::Timeout => ErrorKind::Timeout,
+        papi::ErrorKind::Malformed => ErrorKind::Malformed,
+        papi::ErrorKind::Config => ErrorKind::Config,
+    };
+    TenantError {
+        kind,
+        status: e.status,
+        message: e.message,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(super) fn explain_generate_error(e: &PapiError, p: &Profile) -> BrokerError {
+pub(super) fn explain_generate_error(e: &TenantError, p: &Profile) -> BrokerError {
     match e.kind {
         ErrorKind::Forbidden => BrokerError::new(
             "primary_refused",

@@ -29,7 +29,10 @@ use mint::{backoff_ms, crash_point};
 use reconcile::{tagged, unexpired};
 use state::*;
 pub use status::{KeyInfo, State, StatusError, StatusReport};
-pub use tenant::{Connector, HttpConnector, PrimaryKey, Tenant};
+pub use tenant::{
+    Connector, ErrorKind, Filter, GenerateReply, GenerateRequest, KeyRecord, PrimaryKey,
+    SecurityLevel, Tenant, TenantError,
+};
 pub use types::*;
 
 use crate::domain::clock::Clock;
@@ -37,8 +40,6 @@ use crate::domain::config::{Config, Profile};
 use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
 use crate::domain::secret::{self, Secret};
 use crate::domain::store::{Store, Tier};
-use crate::tenant::papi::wire::{Filter, GenerateReply, GenerateRequest, KeyRecord, SecurityLevel};
-use crate::tenant::papi::{ErrorKind, PapiError};
 
 /// Reconcile with the tenant this often even when nothing happens.
 const RECONCILE_EVERY_MS: i64 = 3600 * 1000;

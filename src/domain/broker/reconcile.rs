@@ -150,7 +150,7 @@ impl Broker {
         tenant: &Arc<dyn Tenant>,
         profile: &str,
         now: i64,
-    ) -> Result<Vec<KeyRecord>, PapiError> {
+    ) -> Result<Vec<KeyRecord>, TenantError> {
         let (ids, pending_expiries) = self.with_ledger(|l| {
             let ids = l.live_ids(profile);
             let pending: Vec<i64> = l
@@ -198,7 +198,7 @@ impl Broker {
         Ok(records)
     }
 
-    pub(super) fn note_failure(&self, profile: &str, e: &PapiError) {
+    pub(super) fn note_failure(&self, profile: &str, e: &TenantError) {
         self.with_state(profile, |s| {
             if e.kind.is_auth() {
                 s.refused = true;

@@ -48,8 +48,8 @@ impl std::fmt::Display for BrokerError {
     }
 }
 
-impl From<PapiError> for BrokerError {
-    fn from(e: PapiError) -> Self {
+impl From<TenantError> for BrokerError {
+    fn from(e: TenantError) -> Self {
         BrokerError::new(e.kind.code(), e.message)
     }
 }

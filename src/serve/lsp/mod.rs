@@ -18,10 +18,10 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::cli::doctor;
+use crate::domain::broker::SecurityLevel;
 use crate::domain::broker::{Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure};
 use crate::domain::secret::Secret;
 use crate::serve::scan;
-use crate::tenant::papi::wire::SecurityLevel;
 
 pub const COMMANDS: [&str; 5] = [
     "scanmint.login",

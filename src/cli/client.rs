@@ -128,7 +128,7 @@ impl LspClient {
 
     /// Connect to the daemon (starting it if needed) and initialize as `kind` ("exec"/"editor").
     pub async fn connect_daemon(kind: &str, profile: Option<&str>) -> anyhow::Result<LspClient> {
-        let stream = crate::serve::daemon::connect_or_spawn().await?;
+        let stream = crate::serve::socket::connect_or_spawn().await?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);
         client

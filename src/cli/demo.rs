@@ -137,8 +137,7 @@ pub async fn run() -> anyhow::Result<i32> {
     if let Some(mut child) = daemon {
         // SIGTERM lets the daemon write its ledger; then it is gone with the directory.
         if let Some(pid) = child.id() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            crate::platform::kill(pid as i32, libc::SIGTERM);
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         let _ = child.kill().await;

@@ -1,53 +1,19 @@
-//! Getting the minted key into the scanner the way it already takes credentials: the
-//! environment of a child process (`scanmint exec`, the CLI Path wrapper), or a managed
-//! `cortex.env` file.
+//! `scanmint exec`: getting the minted key into the scanner the way it already takes
+//! credentials, the environment of a child process (also behind the CLI Path wrapper), with
+//! the signals a terminal or an IDE sends forwarded and exit 2 answered by one re-mint.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::cli::client::LspClient;
-use crate::domain::broker::{Broker, Event};
+pub use crate::cli::wrapper::{strip_credential_flags, write_wrapper};
+use crate::domain::broker::SCAN_MIN_VALID_SECS;
 use crate::domain::secret::Secret;
-use crate::platform::fs as fsutil;
-use crate::serve::scan::MANAGED_MARKER;
 
 /// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
 pub const EXIT_PLATFORM_FAILURE: i32 = 2;
-/// A key handed to a scanner must outlive a long scan.
-const SCAN_MIN_VALID_SECS: u64 = 900;
-
-/// Flags through which a plugin might pass its own (stale) credentials.
-const CREDENTIAL_FLAGS: [&str; 3] = ["--api-key", "--api-key-id", "--api-base-url"];
-
-/// Remove `--api-key X`, `--api-key=X` and the like, so the minted key in the environment is
-/// what the scanner uses.
-pub fn strip_credential_flags(args: &[OsString]) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut skip_next = false;
-    for arg in args {
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
-        let text = arg.to_string_lossy();
-        if CREDENTIAL_FLAGS.contains(&text.as_ref()) {
-            skip_next = true;
-            continue;
-        }
-        if CREDENTIAL_FLAGS
-            .iter()
-            .any(|f| text.starts_with(&format!("{f}=")))
-        {
-            continue;
-        }
-        out.push(arg.clone());
-    }
-    out
-}
 
 /// The credentials of one `scanmint/credentials` reply, with the secret taken out of the JSON.
 struct Handed {
@@ -154,8 +120,7 @@ async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> any
     let pid = child.id().map(|p| p as i32);
     let forward_to_child = |signo: i32| {
         if let Some(pid) = pid {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(pid, signo) };
+            crate::platform::kill(pid, signo);
         }
     };
     let mut int = signal(SignalKind::interrupt())?;
@@ -179,178 +144,4 @@ async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> any
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-}
-
-/// `scanmint wrapper`: a script to set as the IDE plugin's CLI Path.
-pub fn write_wrapper(cli: &Path, out: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let exe = std::env::current_exe().context("cannot find the scanmint binary")?;
-    let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
-    let script = format!(
-        "#!/bin/sh\nexec {} exec --strip-credential-flags -- {} \"$@\"\n",
-        quote(&exe),
-        quote(cli)
-    );
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    fsutil::write_private_atomic(out, script.as_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
-
-/// Keeps each profile's opt-in `cortex.env` holding the current key.
-pub struct CortexEnvWriter;
-
-impl CortexEnvWriter {
-    pub fn start(broker: Broker) {
-        let profiles: Vec<(String, PathBuf)> = broker
-            .config()
-            .profiles
-            .values()
-            .filter_map(|p| Some((p.name.clone(), p.cortex_env.clone()?)))
-            .collect();
-        if profiles.is_empty() {
-            return;
-        }
-        let mut events = broker.subscribe();
-        tokio::spawn(async move {
-            // The scanner reads the file without asking us: have a key there from the start.
-            for (profile, path) in &profiles {
-                refresh(&broker, profile, path).await;
-            }
-            loop {
-                match events.recv().await {
-                    Ok(Event::KeyChanged {
-                        profile,
-                        generation,
-                    }) => {
-                        let Some((_, path)) = profiles.iter().find(|(p, _)| *p == profile) else {
-                            continue;
-                        };
-                        match generation {
-                            Some(_) => refresh(&broker, &profile, path).await,
-                            None => remove_managed(path),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        for (profile, path) in &profiles {
-                            refresh(&broker, profile, path).await;
-                        }
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
-    }
-}
-
-async fn refresh(broker: &Broker, profile: &str, path: &Path) {
-    if broker.status(profile).await.state == crate::domain::broker::State::NeedsLogin {
-        return;
-    }
-    match broker
-        .credentials(profile, Duration::from_secs(SCAN_MIN_VALID_SECS))
-        .await
-    {
-        Ok(c) => match write_cortex_env(path, &c.base_url, c.key_id, &c.key) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), key_id = c.key_id, "cortex.env updated")
-            }
-            Err(e) => broker.report_problem(profile, "cortex_env", &e.to_string()),
-        },
-        Err(e) => tracing::warn!(error = %e, "no key for cortex.env"),
-    }
-}
-
-/// Write the managed file atomically (0600), refusing to overwrite a file we did not create.
-pub fn write_cortex_env(
-    path: &Path,
-    base_url: &str,
-    key_id: i64,
-    key: &Secret,
-) -> anyhow::Result<()> {
-    if let Ok(existing) = std::fs::read_to_string(path)
-        && existing.lines().next() != Some(MANAGED_MARKER)
-    {
-        bail!(
-            "{} exists and was not written by scanmint, so it is left alone; remove its literal key (the editor offers a quick fix) or delete the file to let scanmint manage it",
-            path.display()
-        );
-    }
-    let text = zeroize::Zeroizing::new(format!(
-        "{MANAGED_MARKER}\nCORTEX_API_BASE_URL={base_url}\nCORTEX_API_KEY_ID={key_id}\nCORTEX_API_KEY={}\n",
-        key.expose()
-    ));
-    fsutil::write_private_atomic(path, text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Delete the managed file (only if it is ours).
-pub fn remove_managed(path: &Path) {
-    if let Ok(existing) = std::fs::read_to_string(path)
-        && existing.lines().next() == Some(MANAGED_MARKER)
-    {
-        let _ = std::fs::remove_file(path);
-        tracing::info!(path = %path.display(), "managed cortex.env removed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn credential_flags_are_stripped_in_both_forms() {
-        let got = strip_credential_flags(&args(&[
-            "code",
-            "scan",
-            "--api-key",
-            "stale",
-            "--api-key-id=7",
-            "--api-base-url",
-            "https://x",
-            "--upload-mode",
-            "no-upload",
-        ]));
-        assert_eq!(got, args(&["code", "scan", "--upload-mode", "no-upload"]));
-    }
-
-    #[test]
-    fn managed_cortex_env_never_clobbers_a_users_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cortex.env");
-        write_cortex_env(&path, "https://t", 5, &Secret::new("k1")).unwrap();
-        write_cortex_env(&path, "https://t", 6, &Secret::new("k2")).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.starts_with(MANAGED_MARKER)
-                && text.contains("CORTEX_API_KEY_ID=6")
-                && text.contains("CORTEX_API_KEY=k2")
-        );
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        remove_managed(&path);
-        assert!(!path.exists());
-
-        std::fs::write(&path, "CORTEX_API_KEY=mine\n").unwrap();
-        let err = write_cortex_env(&path, "https://t", 7, &Secret::new("k3"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not written by scanmint"), "{err}");
-        remove_managed(&path);
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "CORTEX_API_KEY=mine\n"
-        );
-    }
 }

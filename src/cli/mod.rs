@@ -3,8 +3,8 @@
 
 pub mod client;
 pub mod demo;
-pub mod doctor;
 pub mod exec;
+pub mod wrapper;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
@@ -125,10 +125,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Daemon => crate::serve::daemon::run().await.map(|_| 0),
-        Command::Lsp { standalone: true } => {
-            crate::serve::daemon::run_standalone().await.map(|_| 0)
-        }
-        Command::Lsp { standalone: false } => crate::serve::daemon::run_proxy().await.map(|_| 0),
+        Command::Lsp { standalone: true } => crate::serve::proxy::run_standalone().await.map(|_| 0),
+        Command::Lsp { standalone: false } => crate::serve::proxy::run_proxy().await.map(|_| 0),
         Command::Login {
             profile,
             base_url,

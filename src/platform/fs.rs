@@ -5,11 +5,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// The current effective uid.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+/// Kept here too: callers that reach the uid through the file helpers.
+pub use super::euid;
 
 /// Create `dir` (and parents) as 0700 if missing, then insist it is a directory owned by us with
 /// no group or other access. A looser directory is refused, not silently fixed, with the fix.

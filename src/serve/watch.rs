@@ -1,11 +1,13 @@
-//! Watching workspace folders for scanned files that change on disk (`notify`, debounced).
+//! Watching workspace folders for scanned files that change on disk (`notify`, debounced). It
+//! only emits the changed paths on a channel; the LSP session subscribes and publishes, so this
+//! module knows nothing of LSP.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tower_lsp_server::Client;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::serve::scan;
 
@@ -16,13 +18,13 @@ pub struct Watcher {
 
 impl Watcher {
     /// Watch the directories of `folders` where scanned files live (non-recursively: a large
-    /// tree costs nothing) and republish a file's diagnostics whenever it changes.
-    pub fn start(client: Client, folders: &[PathBuf]) -> Option<Watcher> {
+    /// tree costs nothing); each scanned file that changes arrives on the returned channel.
+    pub fn start(folders: &[PathBuf]) -> Option<(Watcher, UnboundedReceiver<PathBuf>)> {
         let dirs: Vec<PathBuf> = folders.iter().flat_map(|f| scan::watched_dirs(f)).collect();
         if dirs.is_empty() {
             return None;
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let handler = move |result: DebounceEventResult| {
             if let Ok(events) = result {
                 for path in events.iter().flat_map(|e| e.paths.iter()) {
@@ -44,13 +46,11 @@ impl Watcher {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory");
             }
         }
-        tokio::spawn(async move {
-            while let Some(path) = rx.recv().await {
-                crate::serve::lsp::publish(&client, &path, None).await;
-            }
-        });
-        Some(Watcher {
-            _debouncer: debouncer,
-        })
+        Some((
+            Watcher {
+                _debouncer: debouncer,
+            },
+            rx,
+        ))
     }
 }

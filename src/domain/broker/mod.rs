@@ -3,6 +3,7 @@
 //! This is the domain core. It knows nothing of LSP or sockets and talks to the tenant only
 //! through the [`Tenant`] trait. Every state change is announced on [`Broker::subscribe`].
 
+pub mod health;
 mod lease;
 mod login;
 mod mint;
@@ -97,12 +98,8 @@ pub struct Broker {
 fn owner() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", crate::platform::fs::euid()));
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(|_| format!("uid{}", crate::platform::euid()));
+    let host = crate::platform::hostname().unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}").replace(' ', "_")
 }
 

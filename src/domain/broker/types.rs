@@ -4,6 +4,9 @@
 use super::*;
 
 /// Roles that make a Primary key broader than it needs to be (Path A).
+/// A key handed to a scanner must outlive a long scan.
+pub const SCAN_MIN_VALID_SECS: u64 = 900;
+
 pub const ADMIN_ROLES: [&str; 2] = ["Instance Administrator", "Account Admin"];
 
 /// What a Primary key needs, from the vendor's self-service page: said whenever a key is refused.

@@ -17,8 +17,8 @@ use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
-use crate::cli::doctor;
 use crate::domain::broker::SecurityLevel;
+use crate::domain::broker::health;
 use crate::domain::broker::{Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure};
 use crate::domain::secret::Secret;
 use crate::serve::scan;
@@ -485,7 +485,12 @@ impl Session {
                         if revoked.is_empty() { String::new() } else { format!(" ({})", revoked.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }) }))
             }
             "scanmint.doctor" => {
-                let report = doctor::run(broker, &profile).await;
+                let report = health::run(
+                    broker,
+                    &profile,
+                    crate::serve::socket::check_runtime_dir().map_err(|e| e.to_string()),
+                )
+                .await;
                 Ok(serde_json::to_value(report).unwrap_or(Value::Null))
             }
             other => Err(Error {
@@ -758,7 +763,16 @@ impl Session {
 
     /// Scan the workspace folders now, and again whenever a scanned file changes on disk.
     async fn watch(&self, folders: Vec<PathBuf>) {
-        let watcher = crate::serve::watch::Watcher::start(self.client.clone(), &folders);
+        let watcher =
+            crate::serve::watch::Watcher::start(&folders).map(|(watcher, mut changed)| {
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    while let Some(path) = changed.recv().await {
+                        publish(&client, &path, None).await;
+                    }
+                });
+                watcher
+            });
         for folder in &folders {
             for dir in scan::watched_dirs(folder) {
                 let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {

@@ -1,9 +1,10 @@
-//! `scanmint doctor`: every check end to end, each with pass/warn/fail and the fix.
+//! The checks behind `scanmint doctor`, end to end, each with pass/warn/fail and the fix: the
+//! ones that need the broker (config, storage, ledger, Primary key, clock, canary). The serving
+//! layer passes in what it found about its socket; the CLI only renders the report.
 
 use serde::Serialize;
 
-use crate::domain::broker::{ADMIN_ROLES, Broker, PRIMARY_KEY_GUIDANCE, State};
-use crate::domain::broker::{Filter, SecurityLevel};
+use super::{ADMIN_ROLES, Broker, Filter, PRIMARY_KEY_GUIDANCE, SecurityLevel, State};
 use crate::domain::store::Tier;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,8 +44,9 @@ impl Checks {
     }
 }
 
-/// Run every check for `profile`. Nothing secret goes into the report.
-pub async fn run(broker: &Broker, profile: &str) -> Report {
+/// Run every check for `profile`. Nothing secret goes into the report. `socket` is the serving
+/// layer's finding about its runtime directory and socket (a description, or what is wrong).
+pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>) -> Report {
     let mut c = Checks(Vec::new());
     let config = broker.config();
     let p = config.profile(Some(profile));
@@ -96,12 +98,12 @@ pub async fn run(broker: &Broker, profile: &str) -> Report {
         tier => c.add("storage", Verdict::Pass, format!("{} store{skipped}", tier.as_str()), None),
     }
 
-    match crate::serve::daemon::check_runtime_dir() {
+    match socket {
         Ok(detail) => c.add("socket", Verdict::Pass, detail, None),
         Err(e) => c.add(
             "socket",
             Verdict::Fail,
-            e.to_string(),
+            e,
             Some("remove the directory or fix its mode as the message says"),
         ),
     }

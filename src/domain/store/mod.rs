@@ -4,6 +4,10 @@
 //! memory. The `file` store (0600 in `$XDG_RUNTIME_DIR`) is used only when asked for by name.
 //! There is never a silent fall back to plaintext: the tier in use is reported to every caller.
 
+mod file;
+mod keyring;
+mod memory;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +19,11 @@ use zeroize::Zeroizing;
 use crate::domain::config::StoreChoice;
 use crate::domain::secret::Secret;
 use crate::platform::fs as fsutil;
+
+pub use file::FileStore;
+pub use keyring::KeyringStore;
+use keyring::probe;
+pub use memory::MemoryStore;
 
 /// Keychain calls that take longer than this are given up on (a locked collection can hang on a
 /// prompt nobody will answer).
@@ -245,237 +254,6 @@ fn open(choice: StoreChoice, runtime_dir: &Path) -> Result<Opened, StoreError> {
     }
     tracing::info!(tier = backend.tier().as_str(), "secret store in use");
     Ok(Opened { backend, skipped })
-}
-
-/// Check a keyring store answers at all, in a thread so a hung D-Bus call cannot hang us.
-fn probe(store: Result<KeyringStore, StoreError>) -> Result<KeyringStore, StoreError> {
-    let store = store?;
-    let tier = store.tier.as_str();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let probe_store = store.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(probe_store.get("probe").map(|_| ()));
-    });
-    match rx.recv_timeout(PROBE_TIMEOUT) {
-        Ok(Ok(())) => Ok(store),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(StoreError {
-            tier,
-            message: "did not answer within 2s (locked or absent)".into(),
-        }),
-    }
-}
-
-/// A `keyring-core` store: Secret Service or kernel keyutils. If the keychain goes away under
-/// us (the D-Bus session restarted, say), the next call reconnects to the same tier once: never
-/// to another tier, so secrets never move somewhere weaker on their own.
-#[derive(Clone)]
-pub struct KeyringStore {
-    tier: Tier,
-    store: Arc<Mutex<Arc<CredentialStore>>>,
-    service: String,
-}
-
-impl KeyringStore {
-    fn connect(tier: Tier) -> Result<Arc<CredentialStore>, StoreError> {
-        let store: Result<Arc<CredentialStore>, keyring_core::Error> = match tier {
-            Tier::SecretService => {
-                dbus_secret_service_keyring_store::Store::new().map(|s| s as Arc<CredentialStore>)
-            }
-            _ => linux_keyutils_keyring_store::Store::new().map(|s| s as Arc<CredentialStore>),
-        };
-        store.map_err(|e| StoreError {
-            tier: tier.as_str(),
-            message: format!("unavailable: {e}"),
-        })
-    }
-
-    fn new(tier: Tier, service: &str) -> Result<KeyringStore, StoreError> {
-        Ok(KeyringStore {
-            tier,
-            store: Arc::new(Mutex::new(Self::connect(tier)?)),
-            service: service.to_string(),
-        })
-    }
-
-    pub fn secret_service(service: &str) -> Result<KeyringStore, StoreError> {
-        Self::new(Tier::SecretService, service)
-    }
-
-    pub fn keyutils(service: &str) -> Result<KeyringStore, StoreError> {
-        Self::new(Tier::Keyutils, service)
-    }
-
-    /// Run `op` on the account's entry; on a platform failure, reconnect once and retry.
-    fn with_entry<T>(
-        &self,
-        account: &str,
-        op: impl Fn(&Entry) -> keyring_core::Result<T>,
-    ) -> Result<T, StoreError> {
-        let store = self.store.lock().unwrap().clone();
-        let entry = Entry::new_in_store(&store, &self.service, account).map_err(|e| self.err(e))?;
-        match op(&entry) {
-            Err(
-                keyring_core::Error::PlatformFailure(_) | keyring_core::Error::NoStorageAccess(_),
-            ) => {
-                let fresh = Self::connect(self.tier)?;
-                *self.store.lock().unwrap() = fresh.clone();
-                let entry =
-                    Entry::new_in_store(&fresh, &self.service, account).map_err(|e| self.err(e))?;
-                op(&entry).map_err(|e| self.err(e))
-            }
-            other => other.map_err(|e| self.err(e)),
-        }
-    }
-
-    fn err(&self, e: keyring_core::Error) -> StoreError {
-        StoreError {
-            tier: self.tier.as_str(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl SecretBackend for KeyringStore {
-    fn tier(&self) -> Tier {
-        self.tier
-    }
-
-    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
-        self.with_entry(account, |entry| match entry.get_password() {
-            Ok(value) => Ok(Some(Secret::new(Zeroizing::new(value).as_str()))),
-            Err(keyring_core::Error::NoEntry) => Ok(None),
-            Err(e) => Err(e),
-        })
-    }
-
-    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        self.with_entry(account, |entry| entry.set_password(value.expose()))
-    }
-
-    fn delete(&self, account: &str) -> Result<(), StoreError> {
-        self.with_entry(account, |entry| match entry.delete_credential() {
-            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
-            Err(e) => Err(e),
-        })
-    }
-}
-
-/// Secrets held only while the daemon runs.
-#[derive(Default)]
-pub struct MemoryStore {
-    entries: Mutex<HashMap<String, Secret>>,
-}
-
-impl SecretBackend for MemoryStore {
-    fn tier(&self) -> Tier {
-        Tier::Memory
-    }
-    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
-        Ok(self.entries.lock().unwrap().get(account).cloned())
-    }
-    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        self.entries
-            .lock()
-            .unwrap()
-            .insert(account.to_string(), value.clone());
-        Ok(())
-    }
-    fn delete(&self, account: &str) -> Result<(), StoreError> {
-        self.entries.lock().unwrap().remove(account);
-        Ok(())
-    }
-}
-
-/// An explicitly chosen file in the runtime directory (tmpfs on most systems): 0600 in a 0700
-/// directory, replaced atomically; a looser file or directory is refused.
-pub struct FileStore {
-    path: PathBuf,
-    lock: Mutex<()>,
-}
-
-#[derive(serde::Serialize)]
-struct FileEntries<'a>(#[serde(serialize_with = "serialize_entries")] &'a HashMap<String, Secret>);
-
-fn serialize_entries<S: serde::Serializer>(
-    map: &&HashMap<String, Secret>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(map.len()))?;
-    for (k, v) in map.iter() {
-        m.serialize_entry(k, v.expose())?;
-    }
-    m.end()
-}
-
-impl FileStore {
-    pub fn open(path: PathBuf) -> Result<FileStore, StoreError> {
-        let err = |message: String| StoreError {
-            tier: Tier::File.as_str(),
-            message,
-        };
-        let dir = path.parent().ok_or_else(|| err("no directory".into()))?;
-        fsutil::ensure_private_dir(dir).map_err(|e| err(e.to_string()))?;
-        if path.exists() {
-            fsutil::check_private(&path, false).map_err(|e| err(e.to_string()))?;
-        }
-        Ok(FileStore {
-            path,
-            lock: Mutex::new(()),
-        })
-    }
-
-    fn err(&self, message: String) -> StoreError {
-        StoreError {
-            tier: Tier::File.as_str(),
-            message: format!("{}: {message}", self.path.display()),
-        }
-    }
-
-    fn read(&self) -> Result<HashMap<String, Secret>, StoreError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let bytes = Zeroizing::new(bytes);
-                fsutil::check_private(&self.path, false).map_err(|e| self.err(e.to_string()))?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|_| self.err("is not a scanmint secrets file".into()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
-            Err(e) => Err(self.err(e.to_string())),
-        }
-    }
-
-    fn write(&self, map: &HashMap<String, Secret>) -> Result<(), StoreError> {
-        let bytes = Zeroizing::new(
-            serde_json::to_vec(&FileEntries(map)).map_err(|e| self.err(e.to_string()))?,
-        );
-        fsutil::write_private_atomic(&self.path, &bytes).map_err(|e| self.err(e.to_string()))
-    }
-}
-
-impl SecretBackend for FileStore {
-    fn tier(&self) -> Tier {
-        Tier::File
-    }
-    fn get(&self, account: &str) -> Result<Option<Secret>, StoreError> {
-        let _guard = self.lock.lock().unwrap();
-        Ok(self.read()?.remove(account))
-    }
-    fn set(&self, account: &str, value: &Secret) -> Result<(), StoreError> {
-        let _guard = self.lock.lock().unwrap();
-        let mut map = self.read()?;
-        map.insert(account.to_string(), value.clone());
-        self.write(&map)
-    }
-    fn delete(&self, account: &str) -> Result<(), StoreError> {
-        let _guard = self.lock.lock().unwrap();
-        let mut map = self.read()?;
-        if map.remove(account).is_some() {
-            self.write(&map)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::cli::client::LspClient;
 pub use crate::cli::wrapper::{strip_credential_flags, write_wrapper};
 use crate::domain::broker::SCAN_MIN_VALID_SECS;
 use crate::domain::secret::Secret;
+use crate::serve::protocol::{self, Method};
 
 /// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
 pub const EXIT_PLATFORM_FAILURE: i32 = 2;
@@ -72,7 +73,7 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     };
     let first = take_credentials(
         client
-            .request("scanmint/credentials", ask(None))
+            .request(protocol::Credentials::METHOD, ask(None))
             .await
             .map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?,
     )?;
@@ -80,12 +81,12 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     if code == EXIT_PLATFORM_FAILURE {
         let _ = client
             .notify(
-                "scanmint/scanFailed",
+                protocol::ScanFailed::METHOD,
                 json!({ "keyId": first.key_id, "exitCode": code, "reason": "the scanner exited 2 (failure talking to the platform)", "profile": opts.profile }),
             )
             .await;
         match client
-            .request("scanmint/credentials", ask(Some(first.key_id)))
+            .request(protocol::Credentials::METHOD, ask(Some(first.key_id)))
             .await
         {
             Ok(reply) => {

@@ -2,8 +2,11 @@
 //! (starting it if needed), so the CLI and the editors always see the same state.
 
 pub mod client;
+pub mod commands;
 pub mod demo;
+pub mod doctor;
 pub mod exec;
+pub mod spinner;
 pub mod wrapper;
 
 use std::ffi::OsString;
@@ -19,8 +22,13 @@ use self::exec as deliver;
 use self::exec::ExecOptions;
 use crate::cli::client::{LspClient, RpcError};
 use crate::domain::secret::Secret;
+use crate::serve::protocol::{self, Method};
 use crate::tenant::emulator::EmulatorArgs;
 use crate::tenant::papi::wire::SecurityLevel;
+use commands::*;
+pub use commands::{format_utc, render_status};
+use doctor::doctor;
+pub use spinner::with_spinner;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -135,18 +143,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => login(profile, base_url, key_id, security_level).await,
         Command::Logout { profile } => {
             simple(
-                "scanmint.logout",
+                protocol::Logout::METHOD,
                 "logging out",
                 json!({ "profile": profile }),
             )
             .await
         }
         Command::Rotate { profile } => {
-            simple("scanmint.rotate", "rotating", json!({ "profile": profile })).await
+            simple(
+                protocol::Rotate::METHOD,
+                "rotating",
+                json!({ "profile": profile }),
+            )
+            .await
         }
         Command::Revoke { profile, all } => {
             simple(
-                "scanmint.revoke",
+                protocol::Revoke::METHOD,
                 "revoking",
                 json!({ "profile": profile, "all": all }),
             )
@@ -186,247 +199,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::StandInScanner => stand_in_scanner().await,
-    }
-}
-
-/// A spinner on a terminal, a plain line otherwise, while `fut` runs.
-pub async fn with_spinner<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    let mut stderr = std::io::stderr();
-    if !stderr.is_terminal() {
-        return fut.await;
-    }
-    tokio::pin!(fut);
-    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-    let mut tick = tokio::time::interval(Duration::from_millis(80));
-    let mut i = 0;
-    let out = loop {
-        tokio::select! {
-            out = &mut fut => break out,
-            _ = tick.tick() => {
-                let _ = write!(stderr, "\r{} {what}…", frames[i % frames.len()]);
-                let _ = stderr.flush();
-                i += 1;
-            }
-        }
-    };
-    let _ = write!(stderr, "\r\x1b[2K");
-    out
-}
-
-fn rpc(e: RpcError) -> anyhow::Error {
-    anyhow::anyhow!(e.message)
-}
-
-async fn simple(command: &str, what: &str, args: Value) -> anyhow::Result<i32> {
-    let profile = args["profile"].as_str().map(String::from);
-    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let result = with_spinner(what, client.command(command, Some(args)))
-        .await
-        .map_err(rpc)?;
-    println!("{}", result["message"].as_str().unwrap_or_default());
-    client.close().await;
-    Ok(0)
-}
-
-fn prompt(label: &str) -> anyhow::Result<String> {
-    if !std::io::stdin().is_terminal() {
-        bail!("{label} is missing: pass it as a flag (stdin is reserved for the secret)");
-    }
-    eprint!("{label}: ");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(line.trim().to_string())
-}
-
-/// The secret from a hidden prompt, or from stdin when it is not a terminal.
-fn read_secret() -> anyhow::Result<Secret> {
-    let raw = if std::io::stdin().is_terminal() {
-        zeroize::Zeroizing::new(rpassword::prompt_password("Primary key secret (hidden): ")?)
-    } else {
-        let mut buf = zeroize::Zeroizing::new(String::new());
-        std::io::stdin()
-            .read_to_string(&mut buf)
-            .context("cannot read the secret from stdin")?;
-        buf
-    };
-    let secret = Secret::new(raw.trim());
-    if secret.is_empty() {
-        bail!("no secret given");
-    }
-    Ok(secret)
-}
-
-async fn login(
-    profile: Option<String>,
-    base_url: Option<String>,
-    key_id: Option<i64>,
-    level: SecurityLevel,
-) -> anyhow::Result<i32> {
-    let config = crate::domain::config::Config::load()?;
-    let base_url = match base_url.or(config.profile(profile.as_deref()).base_url) {
-        Some(url) => url,
-        None => prompt("Tenant API URL (e.g. https://api-acme.xdr.us.paloaltonetworks.com)")?,
-    };
-    let key_id = match key_id {
-        Some(id) => id,
-        None => prompt("Primary key id")?
-            .parse()
-            .context("the key id is an integer")?,
-    };
-    let key = read_secret()?;
-    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let args = json!({
-        "baseUrl": base_url,
-        "keyId": key_id,
-        "key": key.expose(),
-        "securityLevel": level.as_str(),
-        "profile": profile,
-    });
-    let result = with_spinner(
-        "checking the key against the tenant",
-        client.command("scanmint.login", Some(args)),
-    )
-    .await;
-    client.close().await;
-    let result = result.map_err(rpc)?;
-    println!(
-        "Logged in: the Primary key is kept in the {} store.",
-        result["storage"].as_str().unwrap_or("?")
-    );
-    for note in result["notes"].as_array().into_iter().flatten() {
-        println!("note: {}", note.as_str().unwrap_or_default());
-    }
-    Ok(0)
-}
-
-async fn status(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
-    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let report = client
-        .request("scanmint/status", json!({ "profile": profile }))
-        .await
-        .map_err(rpc)?;
-    client.close().await;
-    let usable = match report["state"].as_str() {
-        Some("ready" | "minting" | "rotating") => !report["baseUrl"].is_null(),
-        Some("degraded") => report.get("key").is_some(),
-        _ => false,
-    };
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!(
-            "{}",
-            render_status(
-                &report,
-                crate::domain::clock::Clock::now_ms(&crate::domain::clock::SystemClock)
-            )
-        );
-    }
-    Ok(if usable { 0 } else { 1 })
-}
-
-/// The human form of a StatusReport.
-pub fn render_status(r: &Value, now_ms: i64) -> String {
-    let mut out = String::new();
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    out.push_str(&format!("profile  {}\n", s(&r["profile"])));
-    out.push_str(&format!(
-        "tenant   {}\n",
-        r["baseUrl"].as_str().unwrap_or("(not logged in)")
-    ));
-    out.push_str(&format!("state    {}\n", s(&r["state"])));
-    out.push_str(&format!("storage  {}\n", s(&r["storage"])));
-    match r.get("key") {
-        Some(k) => {
-            let expires = k["expiresAt"].as_i64().unwrap_or(0);
-            let left = Duration::from_secs(((expires - now_ms).max(0) / 1000) as u64);
-            out.push_str(&format!(
-                "key      {} ({}), role {:?}, generation {}\n         expires {} (in {})\n",
-                k["keyId"],
-                s(&k["fingerprint"]),
-                s(&k["role"]),
-                k["generation"],
-                format_utc(expires),
-                humantime::format_duration(left)
-            ));
-        }
-        None => out.push_str("key      none (minted on the next request)\n"),
-    }
-    if let Some(e) = r.get("lastError") {
-        out.push_str(&format!(
-            "error    {}: {}\n",
-            s(&e["code"]),
-            s(&e["message"])
-        ));
-    }
-    out
-}
-
-pub fn format_utc(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-async fn doctor(profile: Option<String>, as_json: bool) -> anyhow::Result<i32> {
-    let client = LspClient::connect_daemon("cli", profile.as_deref()).await?;
-    let report = with_spinner(
-        "checking",
-        client.command("scanmint.doctor", Some(json!({ "profile": profile }))),
-    )
-    .await
-    .map_err(rpc)?;
-    client.close().await;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for check in report["checks"].as_array().into_iter().flatten() {
-            let status = check["status"].as_str().unwrap_or("?");
-            println!(
-                "{:<5} {:<12} {}",
-                status.to_uppercase(),
-                check["name"].as_str().unwrap_or(""),
-                check["detail"].as_str().unwrap_or("")
-            );
-            if let Some(fix) = check["fix"].as_str() {
-                println!("      {:<12} fix: {fix}", "");
-            }
-        }
-    }
-    Ok(if report["ok"].as_bool() == Some(true) {
-        0
-    } else {
-        1
-    })
-}
-
-/// The demo's scanner: authenticate with the environment's key the way the Cortex CLI does.
-async fn stand_in_scanner() -> anyhow::Result<i32> {
-    let (Ok(base_url), Ok(id), Ok(key)) = (
-        std::env::var("CORTEX_API_BASE_URL"),
-        std::env::var("CORTEX_API_KEY_ID"),
-        std::env::var("CORTEX_API_KEY"),
-    ) else {
-        eprintln!("scanner: CORTEX_API_BASE_URL, CORTEX_API_KEY_ID and CORTEX_API_KEY must be set");
-        return Ok(deliver::EXIT_PLATFORM_FAILURE);
-    };
-    let key = Secret::new(key);
-    let id: i64 = id.parse().context("CORTEX_API_KEY_ID is not an integer")?;
-    let mut opts =
-        crate::tenant::papi::ClientOptions::new(&base_url, id, key, SecurityLevel::Standard);
-    opts.retry = crate::tenant::papi::RetryPolicy::none();
-    opts.ca_file = std::env::var_os("SCANMINT_SCANNER_CA").map(PathBuf::from);
-    let client = crate::tenant::papi::Client::new(opts)?;
-    match client.download_link().await {
-        Ok(link) => {
-            println!(
-                "scanner: authenticated with key {id}; CLI download link for {}",
-                link.file_name
-            );
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("scanner: the platform refused key {id}: {e}");
-            Ok(deliver::EXIT_PLATFORM_FAILURE)
-        }
     }
 }

@@ -4,6 +4,7 @@ pub mod cortex_env;
 pub mod daemon;
 pub mod framing;
 pub mod lsp;
+pub mod protocol;
 pub mod proxy;
 pub mod scan;
 pub mod socket;

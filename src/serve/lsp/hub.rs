@@ -14,13 +14,6 @@ pub(crate) const CLIENT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a "Log in" prompt may stay unanswered.
 pub(crate) const PROMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub(crate) enum DidChangeStatus {}
-
-impl notification::Notification for DidChangeStatus {
-    type Params = Value;
-    const METHOD: &'static str = "scanmint/didChangeStatus";
-}
-
 #[derive(Clone)]
 pub(crate) struct SessionInfo {
     pub(crate) client: Client,
@@ -77,9 +70,9 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let hub = self.clone();
         let (service, socket) = LspService::build(|client| Session::new(client, hub, id))
-            .custom_method("scanmint/status", Session::status)
-            .custom_method("scanmint/credentials", Session::credentials)
-            .custom_method("scanmint/scanFailed", Session::scan_failed)
+            .custom_method(protocol::Status::METHOD, Session::status)
+            .custom_method(protocol::Credentials::METHOD, Session::credentials)
+            .custom_method(protocol::ScanFailed::METHOD, Session::scan_failed)
             .finish();
         let guarded = crate::serve::framing::guard(read);
         Server::new(guarded, write, socket)

@@ -29,7 +29,8 @@ mod handlers;
 mod hub;
 mod session;
 
-pub use handlers::commands::COMMANDS;
+pub use crate::serve::protocol::COMMANDS;
+use crate::serve::protocol::{self, DidChangeStatus, Method};
 pub use handlers::documents::{diagnostics_for, publish};
 pub use hub::Hub;
 use hub::*;

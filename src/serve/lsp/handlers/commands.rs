@@ -2,14 +2,6 @@
 
 use super::*;
 
-pub const COMMANDS: [&str; 5] = [
-    "scanmint.login",
-    "scanmint.logout",
-    "scanmint.rotate",
-    "scanmint.revoke",
-    "scanmint.doctor",
-];
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct LoginArgs {
@@ -31,7 +23,7 @@ pub(crate) struct CommandArgs {
 
 impl Session {
     pub(crate) async fn run_command(&self, command: &str, args: Vec<Value>) -> Result<Value> {
-        if command == "scanmint.login" {
+        if command == protocol::Login::METHOD {
             let raw = args.into_iter().next().ok_or_else(|| invalid("scanmint.login takes one argument: {baseUrl, keyId, key, securityLevel?, profile?}"))?;
             let a: LoginArgs = serde_json::from_value(raw).map_err(|e| {
                 // Never echo the value: it may hold the secret.
@@ -83,7 +75,7 @@ impl Session {
         let profile = self.profile(a.profile.as_deref());
         let broker = self.broker();
         match command {
-            "scanmint.logout" => {
+            protocol::Logout::METHOD => {
                 // The person chose to log out: no session is asked to log in again right away.
                 for s in self.hub.sessions_of(&profile) {
                     s.login_prompted.store(true, Ordering::Relaxed);
@@ -92,20 +84,20 @@ impl Session {
                 Ok(json!({ "profile": profile, "revoked": revoked,
                     "message": format!("Logged out of {profile:?}: revoked {} key(s) and forgot the Primary key.", revoked.len()) }))
             }
-            "scanmint.rotate" => {
+            protocol::Rotate::METHOD => {
                 let c = broker.rotate(&profile).await.map_err(err)?;
                 Ok(
                     json!({ "profile": profile, "keyId": c.key_id, "generation": c.generation, "expiresAt": c.expires_ms,
                     "message": format!("Rotated: key {} (generation {}) is active; the previous key retires.", c.key_id, c.generation) }),
                 )
             }
-            "scanmint.revoke" => {
+            protocol::Revoke::METHOD => {
                 let revoked = broker.revoke(&profile, a.all).await.map_err(err)?;
                 Ok(json!({ "profile": profile, "revoked": revoked,
                     "message": format!("Revoked {} key(s){}; the next scan mints a fresh one.", revoked.len(),
                         if revoked.is_empty() { String::new() } else { format!(" ({})", revoked.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }) }))
             }
-            "scanmint.doctor" => {
+            protocol::Doctor::METHOD => {
                 let report = health::run(
                     broker,
                     &profile,

@@ -12,5 +12,4 @@ pub mod scan_failed;
 pub mod status;
 pub mod workspace;
 
-pub(crate) use commands::*;
 pub(crate) use documents::*;

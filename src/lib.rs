@@ -1,7 +1,7 @@
 //! scanmint: least-privilege, short-lived API keys for IDE security scanners.
 //!
 //! See `ARCHITECTURE.md` for how the modules fit together. The modules are layers, listed
-//! bottom up; each imports only from the layers above it in this list:
+//! bottom up; each imports only from the layers listed before it:
 //!
 //! platform -> domain -> tenant -> serve -> cli -> (main.rs)
 

@@ -11,20 +11,20 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scanmint::broker::{
-    Broker, BrokerError, BrokerOptions, Credentials, HttpConnector, LoginRequest, PrimaryKey,
-    ScanFailure, State,
+use scanmint::domain::broker::{
+    Broker, BrokerError, BrokerOptions, Credentials, LoginRequest, PrimaryKey, ScanFailure, State,
 };
-use scanmint::clock::{Clock, ManualClock};
-use scanmint::config::{Config, StoreChoice};
-use scanmint::emulator::{
+use scanmint::domain::clock::{Clock, ManualClock};
+use scanmint::domain::config::{Config, StoreChoice};
+use scanmint::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
+use scanmint::domain::secret::{Secret, random_alphanumeric};
+use scanmint::domain::store::{KeyringStore, Store, Tier};
+use scanmint::tenant::connector::HttpConnector;
+use scanmint::tenant::emulator::{
     AdminKeyView, Emulator, EmulatorConfig, Failure, FailureKind, Faults,
     KeyState as TenantKeyState,
 };
-use scanmint::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
-use scanmint::papi::wire::SecurityLevel;
-use scanmint::secret::{Secret, random_alphanumeric};
-use scanmint::store::{KeyringStore, Store, Tier};
+use scanmint::tenant::papi::wire::SecurityLevel;
 use serde_json::Value;
 
 const PROFILE: &str = "default";
@@ -62,7 +62,7 @@ fn primary_of(emu: &Emulator) -> PrimaryKey {
         base_url: emu.base_url().to_string(),
         key_id: emu.primary_key_id(),
         key: emu.primary_key(),
-        security_level: emu.security_level(),
+        security_level: emu.security_level().into(),
     }
 }
 
@@ -71,7 +71,7 @@ fn login_request(emu: &Emulator) -> LoginRequest {
         base_url: Some(emu.base_url().to_string()),
         key_id: emu.primary_key_id(),
         key: emu.primary_key(),
-        security_level: emu.security_level(),
+        security_level: emu.security_level().into(),
     }
 }
 
@@ -955,7 +955,7 @@ async fn login_refuses_a_view_only_key_with_path_guidance() {
                 base_url: Some(emu.base_url().to_string()),
                 key_id: id,
                 key,
-                security_level: SecurityLevel::Standard,
+                security_level: SecurityLevel::Standard.into(),
             },
         )
         .await
@@ -1273,7 +1273,7 @@ async fn crash_and_recover(point: &str) {
         for k in ledger.keys.iter_mut().filter(|k| k.tag == entry.tag) {
             k.created_ms -= 3 * MIN_MS;
         }
-        scanmint::fsutil::write_private_atomic(
+        scanmint::platform::fs::write_private_atomic(
             &env.ledger_path(),
             &serde_json::to_vec(&ledger).unwrap(),
         )

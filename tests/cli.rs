@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{BIN, Env, eventually, mode};
-use scanmint::emulator::{EmulatorConfig, Faults};
+use scanmint::tenant::emulator::{EmulatorConfig, Faults};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -268,7 +268,7 @@ async fn login_refuses_a_key_without_view_edit_with_guidance() {
     let env = Env::without_primary().await;
     let (id, key) = env.emulator.create_key(
         &["Public API (PAPI) View", "CLI Read-Only Custom"],
-        scanmint::papi::wire::SecurityLevel::Standard,
+        scanmint::tenant::papi::wire::SecurityLevel::Standard,
         None,
     );
     let mut login = env

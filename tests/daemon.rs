@@ -47,10 +47,10 @@ async fn initialize_advertises_commands_and_status_accepts_any_empty_params() {
     let (read, mut write) = raw.split();
     let mut reader = tokio::io::BufReader::new(read);
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}});
-    scanmint::client::write_frame(&mut write, &init)
+    scanmint::cli::client::write_frame(&mut write, &init)
         .await
         .unwrap();
-    let init_reply = scanmint::client::read_frame(&mut reader)
+    let init_reply = scanmint::cli::client::read_frame(&mut reader)
         .await
         .unwrap()
         .unwrap();
@@ -59,10 +59,12 @@ async fn initialize_advertises_commands_and_status_accepts_any_empty_params() {
         json!({"jsonrpc":"2.0","method":"initialized","params":{}}),
         json!({"jsonrpc":"2.0","id":2,"method":"scanmint/status"}),
     ] {
-        scanmint::client::write_frame(&mut write, &f).await.unwrap();
+        scanmint::cli::client::write_frame(&mut write, &f)
+            .await
+            .unwrap();
     }
     let reply = loop {
-        let msg = scanmint::client::read_frame(&mut reader)
+        let msg = scanmint::cli::client::read_frame(&mut reader)
             .await
             .unwrap()
             .unwrap();
@@ -486,7 +488,7 @@ async fn standalone_serves_on_stdio_without_a_daemon() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let client = scanmint::client::LspClient::over(
+    let client = scanmint::cli::client::LspClient::over(
         child.stdout.take().unwrap(),
         child.stdin.take().unwrap(),
     );

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use scanmint::emulator::{
+use scanmint::domain::secret::{Secret, random_alphanumeric};
+use scanmint::tenant::emulator::{
     AdminKeyView, CallCounts, Emulator, EmulatorConfig, ErrorEnvelope, Failure, FailureKind,
     Faults, KeyState,
 };
-use scanmint::papi::wire::{self, SecurityLevel};
-use scanmint::secret::{Secret, random_alphanumeric};
+use scanmint::tenant::papi::wire::{self, SecurityLevel};
 use serde_json::{Value, json};
 
 /// Each dialect switch, the edit call and the uncertain generate (issue 11).
@@ -201,7 +201,7 @@ async fn bootstrap_line_carries_a_working_primary_key() {
         ..unlimited()
     })
     .await;
-    let line = scanmint::emulator::bootstrap_line(&emu).unwrap();
+    let line = scanmint::tenant::emulator::bootstrap_line(&emu).unwrap();
     assert!(!line.contains('\n'), "one line");
     let v: Value = serde_json::from_str(&line).unwrap();
     let mut names: Vec<&String> = v.as_object().unwrap().keys().collect();

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Env, eventually, mode};
-use scanmint::emulator::{EmulatorConfig, Failure, FailureKind, Faults, Hostile};
+use scanmint::tenant::emulator::{EmulatorConfig, Failure, FailureKind, Faults, Hostile};
 use serde_json::{Value, json};
 
 fn failing(endpoint: &str, kind: FailureKind) -> Faults {
@@ -140,7 +140,7 @@ async fn tenant_clock_ten_minutes_off_either_way() {
         let env = Env::with(
             EmulatorConfig {
                 rate_limit_per_sec: 1000,
-                security_level: scanmint::papi::wire::SecurityLevel::Advanced,
+                security_level: scanmint::tenant::papi::wire::SecurityLevel::Advanced,
                 faults: Faults {
                     clock_offset_ms: offset,
                     ..Default::default()

@@ -1,16 +1,16 @@
-//! The Public API client (`scanmint::papi`) driven against the tenant emulator over real
+//! The Public API client (`scanmint::tenant::papi`) driven against the tenant emulator over real
 //! loopback HTTP(S), plus a tiny hostile server for replies the emulator never sends.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scanmint::emulator::{
+use scanmint::domain::secret::{Secret, random_alphanumeric};
+use scanmint::tenant::emulator::{
     CLI_READ_ONLY_CUSTOM, CLI_WRITE_CUSTOM, Emulator, EmulatorConfig, ErrorEnvelope, Failure,
     FailureKind, Faults, INSTANCE_ADMINISTRATOR, KeyState, PAPI_VIEW,
 };
-use scanmint::papi::wire::{self, Filter, GenerateRequest, ListRequest, SecurityLevel};
-use scanmint::papi::{Client, ClientOptions, ErrorKind, MAX_BODY, PapiError, RetryPolicy};
-use scanmint::secret::{Secret, random_alphanumeric};
+use scanmint::tenant::papi::wire::{self, Filter, GenerateRequest, ListRequest, SecurityLevel};
+use scanmint::tenant::papi::{Client, ClientOptions, ErrorKind, MAX_BODY, PapiError, RetryPolicy};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use scanmint::client::LspClient;
-use scanmint::emulator::{Emulator, EmulatorConfig};
+use scanmint::cli::client::LspClient;
+use scanmint::tenant::emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 

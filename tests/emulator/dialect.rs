@@ -2,11 +2,11 @@
 //! seen on the wire (issue 11). Part of `tests/emulator.rs`.
 
 use reqwest::Method;
-use scanmint::emulator::{
+use scanmint::tenant::emulator::{
     CLI_READ_ONLY_CUSTOM, CLI_WRITE_CUSTOM, DIALECTS, Emulator, EmulatorConfig, Faults,
     INSTANCE_ADMINISTRATOR, KeyEdit, UNCERTAIN_GENERATES,
 };
-use scanmint::papi::wire::{self, SecurityLevel};
+use scanmint::tenant::papi::wire::{self, SecurityLevel};
 use serde_json::{Value, json};
 
 use super::{Caller, auth_headers, client_with, get, mint, post, send_raw, start, unlimited};
@@ -136,7 +136,7 @@ async fn delete_and_validate_reply_variants() {
         let a = post(&emu, &primary, path, json!({})).await;
         assert_eq!((a.status, &a.body), (200, &json!(true)), "{path}");
     }
-    let nobody = Caller::standard(primary.id, scanmint::secret::Secret::new("nope"));
+    let nobody = Caller::standard(primary.id, scanmint::domain::secret::Secret::new("nope"));
     assert_eq!(
         post(&emu, &nobody, wire::PATH_VALIDATE_POST, json!({}))
             .await
@@ -167,7 +167,10 @@ async fn error_envelopes_at_the_root_camel_and_under_metadata() {
         ),
     ] {
         let emu = speaking(dialect).await;
-        let nobody = Caller::standard(emu.primary_key_id(), scanmint::secret::Secret::new("x"));
+        let nobody = Caller::standard(
+            emu.primary_key_id(),
+            scanmint::domain::secret::Secret::new("x"),
+        );
         let a = get(&emu, &nobody, wire::PATH_VALIDATE).await;
         assert_eq!(a.status, 401);
         let want_code = if dialect == "camel-errors" {
@@ -303,7 +306,7 @@ async fn a_key_edited_after_minting() {
         put(key.clone(), json!({"comment": "mine"})).await.status,
         403
     );
-    let nobody = Caller::standard(primary.id, scanmint::secret::Secret::new("no"));
+    let nobody = Caller::standard(primary.id, scanmint::domain::secret::Secret::new("no"));
     assert_eq!(put(nobody, json!({"comment": "x"})).await.status, 401);
     // Level changed: the key now needs Advanced auth.
     assert_eq!(get(&emu, &key, wire::PATH_VALIDATE).await.status, 200);
@@ -375,8 +378,8 @@ async fn uncertain_generate_mints_then_fails() {
 
     // The dropped-connection form: no HTTP reply at all, the key minted.
     let faults = Faults {
-        uncertain_generate: Some(scanmint::emulator::UncertainGenerate {
-            kind: scanmint::emulator::FailureKind::Drop,
+        uncertain_generate: Some(scanmint::tenant::emulator::UncertainGenerate {
+            kind: scanmint::tenant::emulator::FailureKind::Drop,
             remaining: 1,
         }),
         ..Faults::default()

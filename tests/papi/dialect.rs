@@ -1,12 +1,12 @@
 //! The client against every tenant dialect (issue 11): the emulator's `--dialect` switches,
 //! plus the hostile server for shapes the emulator never sends. Part of `tests/papi.rs`.
 
-use scanmint::emulator::{CLI_READ_ONLY_CUSTOM, Emulator, Faults};
-use scanmint::papi::wire::{Filter, ListRequest, SecurityLevel};
-use scanmint::papi::{
+use scanmint::domain::secret::Secret;
+use scanmint::tenant::emulator::{CLI_READ_ONLY_CUSTOM, Emulator, Faults};
+use scanmint::tenant::papi::wire::{Filter, ListRequest, SecurityLevel};
+use scanmint::tenant::papi::{
     DeleteOutcome, DeleteReplyShape, ErrorKind, ListCasing, Paging, TimeUnit, ValidateForm,
 };
-use scanmint::secret::Secret;
 use serde_json::json;
 
 use super::{Fails, assert_kind, gen_req, hostile, hostile_client, http_reply, primary, start};
@@ -19,7 +19,7 @@ async fn speaking(dialects: &str) -> Emulator {
     .await
 }
 
-fn tagged(tag: &str, expiration: Option<i64>) -> scanmint::papi::wire::GenerateRequest {
+fn tagged(tag: &str, expiration: Option<i64>) -> scanmint::tenant::papi::wire::GenerateRequest {
     let mut req = gen_req(&[CLI_READ_ONLY_CUSTOM], expiration);
     req.comment = tag.to_string();
     req
@@ -309,7 +309,7 @@ async fn an_uncertain_generate_says_so_and_the_key_landed() {
     for kind in ["503", "drop"] {
         let emu = start(super::EmulatorConfig {
             faults: Faults {
-                uncertain_generate: Some(scanmint::emulator::UncertainGenerate {
+                uncertain_generate: Some(scanmint::tenant::emulator::UncertainGenerate {
                     kind: if kind == "drop" {
                         super::FailureKind::Drop
                     } else {
@@ -342,8 +342,8 @@ async fn an_uncertain_generate_says_so_and_the_key_landed() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut opts = super::options(&url, 1, Secret::new("k"), SecurityLevel::Standard);
-    opts.retry = scanmint::papi::RetryPolicy::none();
-    let err = scanmint::papi::Client::new(opts)
+    opts.retry = scanmint::tenant::papi::RetryPolicy::none();
+    let err = scanmint::tenant::papi::Client::new(opts)
         .unwrap()
         .generate(&tagged("x", None))
         .await

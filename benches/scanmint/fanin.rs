@@ -1,0 +1,180 @@
+//! Benchmark 4, `fanin`: many sessions asking for credentials at once on a daemon with no key.
+
+use super::*;
+
+pub(crate) struct Burst {
+    pub(crate) latencies_ms: Vec<f64>,
+    pub(crate) key_ids: Vec<i64>,
+    pub(crate) sample: Value,
+}
+
+/// `sessions` sessions straight on `socket`, then `per_session` concurrent credentials each.
+pub(crate) async fn burst(
+    socket: &Path,
+    sessions: usize,
+    per_session: usize,
+) -> anyhow::Result<Burst> {
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..sessions {
+        let socket = socket.to_path_buf();
+        connecting.spawn(async move {
+            let stream = UnixStream::connect(&socket).await?;
+            let (read, write) = stream.into_split();
+            let client = LspClient::over(read, write);
+            step(
+                "initialize",
+                client.initialize(json!({ "clientKind": "exec" })),
+            )
+            .await?;
+            anyhow::Ok(Arc::new(client))
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(c) = connecting.join_next().await {
+        clients.push(c??);
+    }
+    let mut asking = tokio::task::JoinSet::new();
+    for client in &clients {
+        for _ in 0..per_session {
+            let client = client.clone();
+            asking.spawn(async move {
+                let t0 = Instant::now();
+                let reply = step(
+                    "credentials",
+                    client.request(
+                        "scanmint/credentials",
+                        json!({ "minValidSecs": MIN_VALID_SECS }),
+                    ),
+                )
+                .await?;
+                anyhow::Ok((ms(t0.elapsed()), reply))
+            });
+        }
+    }
+    let mut out = Burst {
+        latencies_ms: vec![],
+        key_ids: vec![],
+        sample: Value::Null,
+    };
+    while let Some(r) = asking.join_next().await {
+        let (dt, reply) = r??;
+        out.latencies_ms.push(dt);
+        out.key_ids.push(reply["keyId"].as_i64().unwrap_or(-1));
+        out.sample = reply;
+    }
+    for client in clients {
+        if let Ok(client) = Arc::try_unwrap(client) {
+            client.close().await;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn bench_fanin(
+    c: &Counts,
+    cold_mint_p50: Option<f64>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let emu = start_emulator(TENANT_LATENCY_MS).await?;
+    let total = c.sessions * c.per_session;
+    let mut sample = Value::Null;
+    let variants = [
+        ("cold", false, false),
+        ("warm_no_key", true, false),
+        ("cached", true, true),
+    ];
+    for (variant, wait_reconcile, cached) in variants {
+        let (mut lat, mut generates, mut distinct_ok, mut hwm) = (vec![], vec![], true, 0u64);
+        for _ in 0..c.fanin_runs {
+            let start = emu.calls();
+            let sb = Sandbox::new("fanin", Some(&emu))?;
+            let mut daemon = sb.start_daemon().await?;
+            let pid = daemon.id().map(|p| p as i32);
+            let result = async {
+                if wait_reconcile {
+                    let quiet = Duration::from_millis(TENANT_LATENCY_MS + 30);
+                    quiesce(&emu, &start, 1, quiet).await?;
+                }
+                if cached {
+                    let client = sb.connect("exec").await?;
+                    let params = json!({ "minValidSecs": MIN_VALID_SECS });
+                    step(
+                        "priming credentials",
+                        client.request("scanmint/credentials", params),
+                    )
+                    .await?;
+                    client.close().await;
+                }
+                let before = emu.calls();
+                let b = burst(&sb.socket(), c.sessions, c.per_session).await?;
+                let after = emu.calls();
+                if let Some(pid) = pid {
+                    hwm = hwm.max(proc_status_kib(pid, "VmHWM:").unwrap_or(0));
+                }
+                anyhow::Ok((b, after.generate - before.generate))
+            }
+            .await;
+            stop_child(&mut daemon).await;
+            let (b, generated) = result?;
+            ensure!(
+                b.latencies_ms.len() == total,
+                "{} of {total} requests answered",
+                b.latencies_ms.len()
+            );
+            let first = b.key_ids[0];
+            distinct_ok &= b.key_ids.iter().all(|k| *k == first);
+            for id in emu.live_keys().iter().filter(|k| !k.is_primary) {
+                emu.revoke(id.id);
+            }
+            lat.extend(b.latencies_ms);
+            generates.push(generated);
+            sample = b.sample;
+        }
+        let s = stats(&lat);
+        let want = if cached { 0 } else { 1 };
+        let one_mint = generates.iter().all(|g| *g == want) && distinct_ok;
+        let mut row = Measurement::new(&format!("fanin.{variant}"), "ms");
+        row.values = json!({ "latency": s.json(), "generate_calls_per_run": generates, "one_key_for_all": distinct_ok,
+            "daemon_peak_rss_kib": hwm, "sessions": c.sessions, "per_session": c.per_session, "runs": c.fanin_runs });
+        row.shown = format!(
+            "p50 {:.1} ms, p99 {:.1} ms, generate={:?} ({}×{}, {} run(s))",
+            s.p50, s.p99, generates, c.sessions, c.per_session, c.fanin_runs
+        );
+        if cached {
+            row.target = "diagnostic: the same burst, key already cached (0 generate)".into();
+            row.note = "what 1000 replies cost the daemon with no mint and no lock wait".into();
+            report.push(row);
+            continue;
+        }
+        if let Some(cm) = cold_mint_p50 {
+            row.baseline =
+                json!({ "name": "cold mint p50 (mint.cold)", "values": { "p50": r3(cm) } });
+            row.ratio = Some(s.p99 / cm);
+            row.met = Some(one_mint && s.p99 <= cm + 5.0);
+            row.shown_baseline = format!("cold mint p50 {cm:.2} ms");
+        }
+        row.target = "1 generate; p99 ≤ cold mint + 5 ms".into();
+        row.note = if wait_reconcile {
+            "daemon up and its start-up reconcile answered before the burst".into()
+        } else {
+            "burst starts as soon as the fresh daemon's socket answers (its start-up reconcile is in flight)".into()
+        };
+        report.push(row);
+    }
+
+    // The same burst against the echo responder: what 1000 replies cost this client and transport.
+    let sb = Sandbox::new("fanin-echo", None)?;
+    let socket = sb.path("run/echo.sock");
+    let mut echo = start_echo(&sb, &socket, &json!({ "initialize": {"capabilities": {}}, "scanmint/credentials": sample, "shutdown": null })).await?;
+    let result = burst(&socket, c.sessions, c.per_session).await;
+    let _ = echo.kill().await;
+    let b = result?;
+    let s = stats(&b.latencies_ms);
+    let mut row = Measurement::new("fanin.echo_burst", "ms");
+    row.values = json!({ "latency": s.json() });
+    row.note = "the same burst answered at once by the echo responder: the floor of client + transport for a burst".into();
+    row.shown = format!("p50 {:.1} ms, p99 {:.1} ms", s.p50, s.p99);
+    report.push(row);
+    emu.shutdown().await;
+    Ok(())
+}

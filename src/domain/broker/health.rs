@@ -1,0 +1,243 @@
+//! The checks behind `scanmint doctor`, end to end, each with pass/warn/fail and the fix: the
+//! ones that need the broker (config, storage, ledger, Primary key, clock, canary). The serving
+//! layer passes in what it found about its socket; the CLI only renders the report.
+
+use serde::Serialize;
+
+use super::{ADMIN_ROLES, Broker, Filter, PRIMARY_KEY_GUIDANCE, SecurityLevel, State};
+use crate::domain::store::Tier;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Verdict,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub profile: String,
+    pub checks: Vec<Check>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, name: &str, status: Verdict, detail: impl Into<String>, fix: Option<&str>) {
+        self.0.push(Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+            fix: fix.map(String::from),
+        });
+    }
+}
+
+/// Run every check for `profile`. Nothing secret goes into the report. `socket` is the serving
+/// layer's finding about its runtime directory and socket (a description, or what is wrong).
+pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>) -> Report {
+    let mut c = Checks(Vec::new());
+    let config = broker.config();
+    let p = config.profile(Some(profile));
+
+    let source = if config.path.exists() {
+        format!("{}", config.path.display())
+    } else {
+        format!("defaults ({} does not exist)", config.path.display())
+    };
+    c.add(
+        "config",
+        Verdict::Pass,
+        format!(
+            "profile {profile:?} from {source}; role {:?}, ttl {}",
+            p.role,
+            humantime::format_duration(p.ttl)
+        ),
+        None,
+    );
+    if p.ttl.as_secs() >= 86_400 {
+        c.add(
+            "ttl",
+            Verdict::Warn,
+            "keys live a day or more: the console warns about expiring keys",
+            Some("set ttl below 24h, e.g. \"8h\""),
+        );
+    }
+
+    let store = broker.store();
+    let skipped = if store.skipped().is_empty() {
+        String::new()
+    } else {
+        format!("; passed over: {}", store.skipped().join("; "))
+    };
+    let works = store.get("doctor-probe").await;
+    match store.tier() {
+        tier if works.is_err() => c.add(
+            "storage",
+            Verdict::Fail,
+            format!("the {} store does not work: {}", tier.as_str(), works.err().map(|e| e.message).unwrap_or_default()),
+            Some("unlock or start the keyring (e.g. GNOME Keyring), or choose another store in the profile (store = \"keyutils\")"),
+        ),
+        Tier::Memory => c.add(
+            "storage",
+            Verdict::Warn,
+            format!("secrets are kept in memory only and vanish when the daemon exits{skipped}"),
+            Some("unlock a Secret Service keyring (GNOME Keyring, KWallet) or set store = \"keyutils\""),
+        ),
+        tier => c.add("storage", Verdict::Pass, format!("{} store{skipped}", tier.as_str()), None),
+    }
+
+    match socket {
+        Ok(detail) => c.add("socket", Verdict::Pass, detail, None),
+        Err(e) => c.add(
+            "socket",
+            Verdict::Fail,
+            e,
+            Some("remove the directory or fix its mode as the message says"),
+        ),
+    }
+
+    if let Some(recovered) = broker.ledger_recovered_from() {
+        c.add(
+            "ledger",
+            Verdict::Warn,
+            format!(
+                "the ledger was unreadable and was moved to {}",
+                recovered.display()
+            ),
+            Some("nothing to do: reconciliation rebuilt it from the tenant"),
+        );
+    } else {
+        c.add(
+            "ledger",
+            Verdict::Pass,
+            format!("{} failed revocation(s) waiting", broker.outbox_len()),
+            None,
+        );
+    }
+
+    let status = broker.status(profile).await;
+    let Some((primary_id, level, tier)) = broker.primary_info(profile).await else {
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            "not logged in",
+            Some("run `scanmint login`"),
+        );
+        return finish(profile, c);
+    };
+    if status.state == State::NeedsLogin {
+        let why = status.last_error.map(|e| e.message).unwrap_or_default();
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            format!("the tenant refused the Primary key: {why}"),
+            Some("run `scanmint login` with a working key"),
+        );
+        return finish(profile, c);
+    }
+    let Ok(tenant) = broker.tenant(profile).await else {
+        c.add(
+            "primary key",
+            Verdict::Fail,
+            "no tenant connection",
+            Some("run `scanmint login`"),
+        );
+        return finish(profile, c);
+    };
+
+    // The Primary key's own record: its level and whether it is broader than it needs to be.
+    match tenant.list(vec![Filter::ids(&[primary_id])]).await {
+        Ok(records) => match records.iter().find(|r| r.id == primary_id) {
+            Some(r) => {
+                let admin = r
+                    .roles
+                    .iter()
+                    .find(|role| ADMIN_ROLES.contains(&role.as_str()));
+                let level_note = match level {
+                    SecurityLevel::Advanced => "Advanced",
+                    SecurityLevel::Standard => "Standard (Advanced is safer for a Primary key)",
+                };
+                match admin {
+                    Some(admin) => c.add(
+                        "primary key",
+                        Verdict::Warn,
+                        format!("key {primary_id} ({level_note}, from the {} store) holds the admin role {admin:?} (Path A)", tier.as_str()),
+                        Some("give the Primary key a narrower \"Public API (PAPI) Edit\" role plus the CLI roles (Path B)"),
+                    ),
+                    None => c.add(
+                        "primary key",
+                        if level == SecurityLevel::Advanced { Verdict::Pass } else { Verdict::Warn },
+                        format!("key {primary_id} ({level_note}, from the {} store), roles {:?}", tier.as_str(), r.roles),
+                        (level == SecurityLevel::Standard).then_some("generate the Primary key with the Advanced security level"),
+                    ),
+                }
+            }
+            None => c.add(
+                "primary key",
+                Verdict::Warn,
+                format!("key {primary_id} is not in the inventory it can see"),
+                None,
+            ),
+        },
+        Err(e) => c.add(
+            "primary key",
+            Verdict::Fail,
+            format!("cannot list keys: {e}"),
+            Some(PRIMARY_KEY_GUIDANCE),
+        ),
+    }
+
+    // Measured on the call above.
+    let offset = tenant.clock_offset_ms();
+    let (verdict, fix) = match offset.abs() {
+        o if o > 300_000 => (
+            Verdict::Fail,
+            Some("set the system clock (NTP): Advanced authentication allows about ±5 minutes"),
+        ),
+        o if o > 30_000 => (
+            Verdict::Warn,
+            Some(
+                "check NTP: expiries are corrected for it, but Advanced authentication allows about ±5 minutes",
+            ),
+        ),
+        _ => (Verdict::Pass, None),
+    };
+    c.add(
+        "clock",
+        verdict,
+        format!("tenant clock is {:+.1}s from ours", offset as f64 / 1000.0),
+        fix,
+    );
+
+    match broker.canary_check(profile).await {
+        Ok(id) => c.add("canary", Verdict::Pass, format!("minted canary {id} with role {:?}, verified it, validated it as a scanner would, revoked it", p.role), None),
+        Err(e) => c.add(
+            "canary",
+            Verdict::Fail,
+            e.message.clone(),
+            Some(if e.code == "tenant_rejected" { "set `role` in the profile to a role that exists on the tenant" } else { "see the message; `scanmint login` again if the key was refused" }),
+        ),
+    }
+    finish(profile, c)
+}
+
+fn finish(profile: &str, c: Checks) -> Report {
+    let ok = c.0.iter().all(|check| check.status != Verdict::Fail);
+    Report {
+        ok,
+        profile: profile.to_string(),
+        checks: c.0,
+    }
+}

@@ -1,0 +1,259 @@
+//! The key lifecycle: mint on demand (single-flight), verify, store, rotate, revoke, reconcile.
+//!
+//! This is the domain core. It knows nothing of LSP or sockets and talks to the tenant only
+//! through the [`Tenant`] trait. Every state change is announced on [`Broker::subscribe`].
+
+pub mod health;
+mod lease;
+mod login;
+mod mint;
+mod reconcile;
+mod revoke;
+mod rotate;
+mod schedule;
+mod state;
+mod status;
+mod tenant;
+mod types;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+
+pub use lease::Lease;
+use mint::{backoff_ms, crash_point};
+use reconcile::{tagged, unexpired};
+use state::*;
+pub use status::{KeyInfo, State, StatusError, StatusReport};
+pub use tenant::{
+    Connector, ErrorKind, Filter, GenerateReply, GenerateRequest, KeyRecord, PrimaryKey,
+    SecurityLevel, Tenant, TenantError,
+};
+pub use types::*;
+
+use crate::domain::clock::Clock;
+use crate::domain::config::{Config, Profile};
+use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
+use crate::domain::secret::{self, Secret};
+use crate::domain::store::{Store, Tier};
+
+/// Reconcile with the tenant this often even when nothing happens.
+const RECONCILE_EVERY_MS: i64 = 3600 * 1000;
+/// A listing judges only keys created this long before it began: timestamps carry the error
+/// of the tenant-clock estimate (the `Date` header has one-second resolution).
+const LISTING_MARGIN_MS: i64 = 5_000;
+/// How long a mint waits to learn the tenant's clock before it goes ahead on ours.
+const CLOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A pending entry the tenant does not list yet is looked for again this soon...
+const PENDING_RECHECK_MS: i64 = 5_000;
+/// ...until no `generate` sent for it could still land (client timeouts are far shorter).
+const PENDING_SETTLE_MS: i64 = 120_000;
+/// The scheduler re-reads the wall clock at least this often, so a suspended laptop catches up.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// A key whose `validate` succeeded this recently is not validated again for another report.
+const VALIDATED_FRESH_MS: i64 = 5_000;
+/// How long a login canary lives if we cannot delete it.
+const CANARY_TTL_MS: i64 = 120_000;
+impl std::error::Error for BrokerError {}
+
+pub struct BrokerOptions {
+    pub config: Config,
+    pub store: Store,
+    pub connector: Arc<dyn Connector>,
+    pub clock: Arc<dyn Clock>,
+    pub ledger: LedgerFile,
+    /// A Primary key from the environment (`SCANMINT_PRIMARY_KEY*`), for the default profile.
+    pub env_primary: Option<PrimaryKey>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    connector: Arc<dyn Connector>,
+    clock: Arc<dyn Clock>,
+    ledger_file: LedgerFile,
+    ledger: Mutex<Ledger>,
+    profiles: Mutex<HashMap<String, ProfileState>>,
+    mint_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    events: broadcast::Sender<Event>,
+    wake: Notify,
+    env_primary: Option<PrimaryKey>,
+    /// `user@host`: the part of every comment tag that says the key is this machine's.
+    owner: String,
+    progress_ids: std::sync::atomic::AtomicU64,
+    listing_done: Notify,
+}
+
+/// The key broker. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+fn owner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", crate::platform::euid()));
+    let host = crate::platform::hostname().unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}").replace(' ', "_")
+}
+
+impl Broker {
+    /// Build the broker from its parts. Loads the ledger (moving a corrupt one aside).
+    pub fn new(opts: BrokerOptions) -> std::io::Result<Broker> {
+        let mut ledger_file = opts.ledger;
+        let mut ledger = ledger_file.load(opts.clock.now_ms())?;
+        ledger.prune(opts.clock.now_ms());
+        let (events, _) = broadcast::channel(256);
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                config: opts.config,
+                store: opts.store,
+                connector: opts.connector,
+                clock: opts.clock,
+                ledger_file,
+                ledger: Mutex::new(ledger),
+                profiles: Mutex::new(HashMap::new()),
+                mint_locks: Mutex::new(HashMap::new()),
+                events,
+                wake: Notify::new(),
+                env_primary: opts.env_primary,
+                owner: owner(),
+                progress_ids: std::sync::atomic::AtomicU64::new(1),
+                listing_done: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn ledger_snapshot(&self) -> Ledger {
+        self.inner.ledger.lock().unwrap().clone()
+    }
+
+    pub fn ledger_recovered_from(&self) -> Option<std::path::PathBuf> {
+        self.inner.ledger_file.recovered_from.clone()
+    }
+
+    /// Failed deletes still waiting to be retried.
+    pub fn outbox_len(&self) -> usize {
+        self.inner.ledger.lock().unwrap().outbox.len()
+    }
+
+    /// The comment-tag prefix of every key this machine mints for `profile`.
+    pub fn tag_prefix(&self, profile: &str) -> String {
+        format!("scanmint {} {} ", self.inner.owner, profile)
+    }
+
+    /// Every profile we know of: configured ones and ones in the ledger.
+    pub fn known_profiles(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.config.profiles.keys().cloned().collect();
+        names.push(self.inner.config.default_profile.clone());
+        let ledger = self.inner.ledger.lock().unwrap();
+        names.extend(ledger.keys.iter().map(|k| k.profile.clone()));
+        names.extend(ledger.outbox.iter().map(|o| o.profile.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn resolve_profile(&self, name: Option<&str>) -> String {
+        name.filter(|n| !n.is_empty())
+            .unwrap_or(&self.inner.config.default_profile)
+            .to_string()
+    }
+
+    fn profile(&self, name: &str) -> Profile {
+        self.inner.config.profile(Some(name))
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.inner.events.send(event);
+    }
+
+    fn emit_status(&self, profile: &str) {
+        self.emit(Event::Status(profile.to_string()));
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The tenant's idea of now: our clock plus the offset measured from its `Date` header.
+    fn tenant_now(&self, tenant: &Arc<dyn Tenant>) -> i64 {
+        self.now() + tenant.clock_offset_ms()
+    }
+
+    /// Before the first expiry is computed from the tenant's clock, make sure its offset is
+    /// measured: a cheap inventory read (of the Primary key's own record) carries a `Date`
+    /// header. Without it a fresh connection assumes offset 0, and a skewed tenant gets keys
+    /// that expire at the wrong time (or a login canary "in the past"). Errors are left to the
+    /// call that follows, which reports them properly.
+    async fn measure_clock(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        primary_id: Option<i64>,
+    ) {
+        if tenant.clock_offset_known() {
+            return;
+        }
+        // A reconciliation listing in flight will measure it: wait for that rather than spend
+        // another call (registered before the check, so its end cannot slip past).
+        let listing_done = self.inner.listing_done.notified();
+        tokio::pin!(listing_done);
+        listing_done.as_mut().enable();
+        if self.with_state(profile, |s| s.listing) {
+            let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, listing_done).await;
+            if tenant.clock_offset_known() {
+                return;
+            }
+        }
+        // Bounded: a slow tenant must not hold a mint up here; without a measurement the mint
+        // goes ahead on our clock.
+        let probe = tenant.list(vec![Filter::ids(&[primary_id.unwrap_or_default()])]);
+        let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, probe).await;
+    }
+
+    fn mint_lock(&self, profile: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .mint_locks
+            .lock()
+            .unwrap()
+            .entry(profile.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn tenant_of(&self, profile: &str) -> Result<Arc<dyn Tenant>, BrokerError> {
+        self.with_state(profile, |s| match (&s.tenant, s.refused) {
+            (Some(_), true) => Err(s
+                .last_error
+                .clone()
+                .unwrap_or_else(|| BrokerError::needs_login(profile))),
+            (Some(t), false) => Ok(t.clone()),
+            (None, _) => Err(BrokerError::needs_login(profile)),
+        })
+    }
+
+    /// The tenant connection of a logged-in profile (for `doctor`).
+    pub async fn tenant(&self, profile: &str) -> Result<Arc<dyn Tenant>, BrokerError> {
+        self.load(profile).await;
+        self.tenant_of(profile)
+    }
+}

@@ -1,0 +1,8 @@
+//! The core: the key lifecycle and its vocabulary. It knows nothing of LSP, sockets or HTTP.
+
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod ledger;
+pub mod secret;
+pub mod store;

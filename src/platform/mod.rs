@@ -1,0 +1,66 @@
+//! Linux-specific code behind one module, and the crate's only `unsafe`: the effective uid, file
+//! locks, the umask, detaching a child's session, signals, the peer of a Unix socket, the host
+//! name, and (in `fs.rs`) private directories and files. A port to macOS or Windows is this
+//! module's work; `docs/porting.md` says what each needs.
+
+pub mod fs;
+
+use std::io;
+
+/// The current effective uid.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Take an exclusive, non-blocking `flock` on `file`; `false` when another process holds it.
+/// The lock lasts as long as the file stays open.
+#[cfg(unix)]
+pub fn try_lock_exclusive(file: &std::fs::File) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc == 0
+}
+
+/// From now on, everything this process creates is private (umask 077).
+#[cfg(unix)]
+pub fn private_umask() {
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Start `cmd` in a session of its own, so closing the launching terminal does not kill it.
+#[cfg(unix)]
+pub fn detach_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it detaches the child from the parent's session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// Send signal `signo` to process `pid` (our own child).
+#[cfg(unix)]
+pub fn kill(pid: i32, signo: i32) {
+    // SAFETY: sending a signal has no memory effects; the caller names its own child.
+    unsafe { libc::kill(pid, signo) };
+}
+
+/// The uid of the process at the other end of a Unix socket (`SO_PEERCRED` on Linux).
+#[cfg(unix)]
+pub fn peer_uid(stream: &tokio::net::UnixStream) -> io::Result<(u32, Option<i32>)> {
+    let cred = stream.peer_cred()?;
+    Ok((cred.uid(), cred.pid()))
+}
+
+/// This machine's name, from `/proc` (Linux), or `None`.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+}

@@ -1,0 +1,34 @@
+//! `scanmint/scanFailed`: a scanner says its key failed; the broker decides whether to rotate.
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScanFailedParams {
+    pub(crate) key_id: i64,
+    #[serde(default)]
+    pub(crate) exit_code: Option<i32>,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+    #[serde(default)]
+    pub(crate) profile: Option<String>,
+}
+
+impl Session {
+    pub(crate) async fn scan_failed(&self, params: ScanFailedParams) {
+        let profile = self.profile(params.profile.as_deref());
+        tracing::info!(
+            key_id = params.key_id,
+            exit_code = params.exit_code,
+            reason = params.reason.as_deref().unwrap_or(""),
+            "a scanner reported an authentication failure"
+        );
+        match self.broker().scan_failed(&profile, params.key_id).await {
+            Ok(ScanFailure::Replaced(generation)) => {
+                tracing::info!(generation, "replaced the rejected key")
+            }
+            Ok(outcome) => tracing::info!(?outcome, "scan failure checked"),
+            Err(e) => tracing::warn!(error = %e, "could not check the reported key"),
+        }
+    }
+}

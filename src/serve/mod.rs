@@ -1,0 +1,11 @@
+//! The serving side: the daemon, its socket, the LSP sessions and what they watch and scan.
+
+pub mod cortex_env;
+pub mod daemon;
+pub mod framing;
+pub mod lsp;
+pub mod protocol;
+pub mod proxy;
+pub mod scan;
+pub mod socket;
+pub mod watch;

@@ -1,0 +1,49 @@
+//! `scanmint lsp`, the command editors launch: join the daemon (starting it if needed) and pipe
+//! bytes until the editor closes stdin; and `scanmint lsp --standalone`, the same server
+//! in-process on stdio.
+
+use std::time::Duration;
+
+use crate::serve::cortex_env::CortexEnvWriter;
+use crate::serve::daemon::build_broker;
+use crate::serve::lsp::Hub;
+use crate::serve::socket::connect_or_spawn;
+
+/// `scanmint lsp --standalone`: the same server on stdio, in this process.
+pub async fn run_standalone() -> anyhow::Result<()> {
+    let broker = build_broker()?;
+    let hub = Hub::start(broker.clone());
+    tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.run().await }
+    });
+    CortexEnvWriter::start(broker.clone());
+    hub.serve(tokio::io::stdin(), tokio::io::stdout()).await;
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// `scanmint lsp`: pipe stdio to the daemon until the editor closes stdin.
+pub async fn run_proxy() -> anyhow::Result<()> {
+    let stream = connect_or_spawn().await?;
+    let (mut from_daemon, mut to_daemon) = stream.into_split();
+    let mut stdin = tokio::io::stdin();
+    let mut stdout = tokio::io::stdout();
+    let upstream = async {
+        let _ = tokio::io::copy(&mut stdin, &mut to_daemon).await;
+        // The editor is gone: tell the daemon this session is over.
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_daemon).await;
+    };
+    let downstream = async {
+        let _ = tokio::io::copy(&mut from_daemon, &mut stdout).await;
+    };
+    tokio::pin!(upstream, downstream);
+    tokio::select! {
+        _ = &mut upstream => {
+            // Let the last replies through, briefly.
+            let _ = tokio::time::timeout(Duration::from_millis(500), &mut downstream).await;
+        }
+        _ = &mut downstream => {}
+    }
+    Ok(())
+}

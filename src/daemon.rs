@@ -66,7 +66,7 @@ pub fn check_runtime_dir() -> std::io::Result<String> {
 }
 
 /// The Primary key from `SCANMINT_PRIMARY_KEY_ID`/`SCANMINT_PRIMARY_KEY`, for CI and headless use.
-fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
+pub fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
     let (Ok(id), Ok(key)) = (
         std::env::var("SCANMINT_PRIMARY_KEY_ID"),
         std::env::var("SCANMINT_PRIMARY_KEY"),

@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod broker;
+pub mod ci_job;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod deliver;
 pub mod demo;
 pub mod doctor;
 pub mod emulator;
+pub mod ephemeral;
 pub mod framing;
 pub mod fsutil;
 pub mod ledger;

@@ -169,10 +169,30 @@ async fn scan(
     args: &[OsString],
 ) -> anyhow::Result<deliver::ChildEnd> {
     let (broker, profile) = (&job.broker, job.profile.as_str());
-    let first = broker
-        .credentials(profile, SCAN_MIN_VALID)
-        .await
-        .map_err(|e| anyhow::anyhow!("no key for the scanner: {}", e.message))?;
+    // A job cancelled while its key is being minted: let the mint finish (it may already have
+    // created the key), skip the scan, and leave the revocation to the caller.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = (
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    );
+    let mint = broker.credentials(profile, SCAN_MIN_VALID);
+    tokio::pin!(mint);
+    let mut cancelled = None;
+    let first = loop {
+        tokio::select! {
+            c = &mut mint => break c,
+            _ = int.recv() => { cancelled.get_or_insert(libc::SIGINT); }
+            _ = term.recv() => { cancelled.get_or_insert(libc::SIGTERM); }
+        }
+    };
+    if let Some(signo) = cancelled {
+        return Ok(deliver::ChildEnd {
+            code: 128 + signo,
+            cancelled: Some(signo),
+        });
+    }
+    let first = first.map_err(|e| anyhow::anyhow!("no key for the scanner: {}", e.message))?;
     announce(&first);
     let end = run(program, args, &first).await?;
     if end.code != EXIT_PLATFORM_FAILURE || end.cancelled.is_some() {

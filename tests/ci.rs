@@ -360,6 +360,32 @@ async fn ci_job_cancelled_mid_scan_revokes_its_key_and_exits_143() {
     assert!(scanmint_processes(&env.path("job")).is_empty());
 }
 
+/// Cancelled while the key is still being minted: the mint finishes, the scanner never runs,
+/// the key is revoked, the exit code says cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_job_cancelled_while_minting_revokes_the_key_and_never_scans() {
+    let env = Env::new().await;
+    let mut faults = env.emulator.faults();
+    faults.latency_ms = 1000;
+    env.emulator.set_faults(faults);
+    let ran = env.path("scanner-ran");
+    let ran_str = ran.to_string_lossy().into_owned();
+    let mut child = job_cmd(&env, &["exec", "--", "touch", &ran_str])
+        .spawn()
+        .unwrap();
+    // Give scanmint time to start and register its handlers; minting takes several calls.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("scanmint exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(!ran.exists(), "the scanner never ran");
+    assert_eq!(minted(&env).len(), 1, "the mint was let finish");
+    assert!(env.minted_live().is_empty(), "{:?}", env.minted_live());
+}
+
 /// Config-less: the role must be said; `--ttl` and `SCANMINT_TTL` set the key's lifetime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_job_needs_a_role_and_takes_its_ttl_from_flag_or_environment() {

@@ -159,6 +159,8 @@ async fn daemon_exec_child_never_inherits_the_primary_key() {
     );
     // Harmless settings still pass (the stand-in scanner reads one of them).
     assert!(seen.contains("SCANMINT_LOG=debug"), "{seen}");
+    // The daemon this exec used is running: the process check the CI tests rely on sees it.
+    assert!(!scanmint_processes(env.dir.path()).is_empty());
 }
 
 /// The done-when of issue 13: a CI job with only environment variables gets a verified key
@@ -308,18 +310,21 @@ exit 2"#;
     assert_no_live_minted(&env, "after the exit-2 path").await;
 }
 
-/// A cancelled job: SIGTERM reaches the scanner, the key is revoked before scanmint exits, and
-/// the exit code says cancelled. A scanner that ignores SIGTERM is killed after a short grace.
+/// A cancelled job: SIGINT/SIGTERM reach the scanner, the key is revoked before scanmint exits,
+/// and the exit code says cancelled (130/143). A scanner that ignores SIGTERM is killed after a
+/// short grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ci_job_cancelled_mid_scan_revokes_its_key_and_exits_143() {
+async fn ci_job_cancelled_mid_scan_revokes_its_key_and_exits_130_or_143() {
     let env = Env::new().await;
-    for (name, scanner) in [
+    for (name, signo, scanner) in [
         (
             "polite",
+            libc::SIGINT,
             r#"echo $$ > "$1.tmp"; mv "$1.tmp" "$1"; exec sleep 30"#,
         ),
         (
             "stubborn",
+            libc::SIGTERM,
             r#"trap '' TERM; echo $$ > "$1.tmp"; mv "$1.tmp" "$1"; while :; do sleep 0.1; done"#,
         ),
     ] {
@@ -339,12 +344,16 @@ async fn ci_job_cancelled_mid_scan_revokes_its_key_and_exits_143() {
             .unwrap();
         assert_eq!(env.minted_live().len(), 1, "{name}");
         let started = std::time::Instant::now();
-        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id().unwrap() as i32, signo) };
         let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
             .await
-            .expect("scanmint exits after SIGTERM")
+            .expect("scanmint exits after the signal")
             .unwrap();
-        assert_eq!(status.code(), Some(143), "{name}: exit code says cancelled");
+        assert_eq!(
+            status.code(),
+            Some(128 + signo),
+            "{name}: exit code says cancelled"
+        );
         assert!(started.elapsed() < Duration::from_secs(10), "{name}");
         // Revoked before scanmint exited: no waiting here.
         assert!(

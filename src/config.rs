@@ -395,6 +395,14 @@ store = "auto"
     }
 
     #[test]
+    fn a_role_written_in_the_file_counts_as_given() {
+        let c = parse("[profile.a]\nrole = \"CLI Read-Only Custom\"\n[profile.b]\n").unwrap();
+        assert!(c.profile(Some("a")).role_given);
+        assert!(!c.profile(Some("b")).role_given);
+        assert!(!c.profile(Some("none")).role_given);
+    }
+
+    #[test]
     fn missing_profile_gets_defaults() {
         let c = parse("").unwrap();
         let p = c.profile(Some("other"));

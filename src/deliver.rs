@@ -398,6 +398,29 @@ mod tests {
     }
 
     #[test]
+    fn scanner_sees_no_scanmint_secret_and_no_foreign_cortex_key() {
+        for hidden in [
+            "SCANMINT_PRIMARY_KEY",
+            "SCANMINT_PRIMARY_KEY_ID",
+            "SCANMINT_PRIMARY_SECURITY_LEVEL",
+            "SCANMINT_ANY_FUTURE_SECRET",
+            "CORTEX_API_KEY",
+            "CORTEX_API_KEY_ID",
+            "CORTEX_API_KEY_OLD",
+        ] {
+            assert!(hidden_from_scanner(hidden), "{hidden}");
+        }
+        for visible in [
+            "SCANMINT_LOG",
+            "SCANMINT_SCANNER_CA",
+            "CORTEX_API_BASE_URL",
+            "PATH",
+        ] {
+            assert!(!hidden_from_scanner(visible), "{visible}");
+        }
+    }
+
+    #[test]
     fn managed_cortex_env_never_clobbers_a_users_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cortex.env");

@@ -73,6 +73,12 @@ fn minted(env: &Env) -> Vec<AdminKeyView> {
         .collect()
 }
 
+/// A key's lifetime in whole minutes, rounded: expiry follows the tenant's clock as measured
+/// from its `Date` header (one-second resolution), so it may be off by a second either way.
+fn minutes_to_live(k: &AdminKeyView) -> i64 {
+    (k.expiration.unwrap() - k.creation_time + 30_000) / 60_000
+}
+
 /// Zero minted keys left live on the tenant, within a few seconds.
 async fn assert_no_live_minted(env: &Env, what: &str) {
     let gone = eventually(5, || env.minted_live().is_empty()).await;
@@ -416,10 +422,7 @@ async fn ci_job_needs_a_role_and_takes_its_ttl_from_flag_or_environment() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = finish(job_cmd(&env, &["exec", "--", "true"]).env("SCANMINT_TTL", "2h")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut lifetimes: Vec<i64> = minted(&env)
-        .iter()
-        .map(|k| (k.expiration.unwrap() - k.creation_time) / 60_000)
-        .collect();
+    let mut lifetimes: Vec<i64> = minted(&env).iter().map(minutes_to_live).collect();
     lifetimes.sort();
     assert_eq!(lifetimes, [20, 120], "minutes");
     assert_no_live_minted(&env, "after the ttl jobs").await;
@@ -622,10 +625,7 @@ async fn github_action_scripts_run_green_like_a_runner_runs_them() {
     let keys = minted(&env);
     assert_eq!(keys.len(), 1);
     assert!(keys[0].comment.contains("ci/github/5151/scan"), "{keys:?}");
-    assert_eq!(
-        (keys[0].expiration.unwrap() - keys[0].creation_time) / 60_000,
-        30
-    );
+    assert_eq!(minutes_to_live(&keys[0]), 30);
     assert_no_live_minted(&env, "after the action").await;
     assert!(scan.stdout.contains("::add-mask::"));
 }

@@ -29,6 +29,8 @@ pub const DEFAULT_JOB_TTL: Duration = Duration::from_secs(3600);
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 /// A key handed to a scanner should outlive a long scan (capped at half the key's lifetime).
 const SCAN_MIN_VALID: Duration = Duration::from_secs(900);
+/// The resolution of the tenant's `Date` header, hence of our reading of its clock.
+const DATE_RESOLUTION_MS: i64 = 1000;
 /// Revocation is retried this many times: there is no daemon to retry it later.
 const REVOKE_ATTEMPTS: u32 = 3;
 
@@ -296,7 +298,8 @@ pub async fn sweep(profile: Option<String>, older_than: Duration) -> anyhow::Res
         .await
         .map_err(|e| anyhow::anyhow!("cannot list the tenant's keys: {e}"))?;
     let now = SystemClock.now_ms() + tenant.clock_offset_ms();
-    let cutoff = now - older_than.as_millis() as i64;
+    // The tenant's clock is known from its one-second `Date` header: allow that much.
+    let cutoff = now - older_than.as_millis() as i64 + DATE_RESOLUTION_MS;
     let ids: Vec<i64> = records
         .iter()
         .filter(|r| {

@@ -99,15 +99,12 @@ fn job_broker(profile: Option<&str>, ttl: Option<Duration>) -> anyhow::Result<Jo
     let env_primary = crate::daemon::env_primary(&config)?.context(
         "ephemeral mode needs the Primary key in SCANMINT_PRIMARY_KEY_ID and SCANMINT_PRIMARY_KEY",
     )?;
+    use std::os::unix::fs::PermissionsExt;
     let state = tempfile::Builder::new()
         .prefix("scanmint-job-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .context("cannot create a private state directory for the job")?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o700))
-            .context("cannot make the job's state directory private")?;
-    }
     let broker = Broker::new(BrokerOptions {
         config,
         store: Store::memory(),

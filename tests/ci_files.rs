@@ -162,7 +162,7 @@ async fn gitlab_template_script_runs_green_like_a_runner_runs_it() {
     assert!(!scripts.is_empty(), "the template has a script");
     let script = scripts.join("\n");
     // The template installs from a plain binary here (the action test covers tarballs).
-    let tarball = PathBuf::from(BIN);
+    let install_from = PathBuf::from(BIN);
     let dump = env.path("gl-child.env");
     let scanner = format!("env > '{}'", dump.display());
     std::fs::create_dir_all(env.path("gl")).unwrap();
@@ -180,7 +180,7 @@ async fn gitlab_template_script_runs_green_like_a_runner_runs_it() {
             .env("XDG_STATE_HOME", env.path("job/state"))
             .env("XDG_RUNTIME_DIR", env.path("job/run"))
             .env("SCANMINT_LOG", "trace")
-            .env("SCANMINT_INSTALL_FROM", &tarball)
+            .env("SCANMINT_INSTALL_FROM", &install_from)
             .env("SCANMINT_BASE_URL", env.emulator.base_url())
             .env(
                 "SCANMINT_PRIMARY_KEY_ID",

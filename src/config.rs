@@ -238,6 +238,9 @@ impl Config {
             self.profile_mut(&name).base_url = Some(url);
         }
         if let Some(role) = env_nonempty("SCANMINT_ROLE") {
+            if role.trim().is_empty() {
+                return Err(ConfigError("SCANMINT_ROLE must name a role".into()));
+            }
             let p = self.profile_mut(&name);
             p.role = role.trim().to_string();
             p.role_given = true;

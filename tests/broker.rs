@@ -1125,6 +1125,8 @@ impl DaemonEnv {
             .env_remove("SCANMINT_PROFILE")
             .env_remove("SCANMINT_CRASH_AT")
             .env_remove("SCANMINT_PRIMARY_SECURITY_LEVEL")
+            // Not a CI job: CI=true with the Primary key in the environment means ephemeral exec.
+            .env_remove("CI")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd

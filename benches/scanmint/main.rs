@@ -63,6 +63,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "SCANMINT_STORE",
     "SCANMINT_CRASH_AT",
     "SCANMINT_LOG",
+    // CI=true with the Primary key in the environment switches exec to ephemeral mode.
+    "CI",
     "DBUS_SESSION_BUS_ADDRESS",
     "GIT_CONFIG_GLOBAL",
     "GIT_CONFIG_SYSTEM",

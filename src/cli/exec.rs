@@ -3,6 +3,7 @@
 //! the signals a terminal or an IDE sends forwarded and exit 2 answered by one re-mint.
 
 use std::ffi::OsString;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -107,15 +108,70 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// `SCANMINT_*` variables a scanner may see: they name files, URLs and log levels, never a
+/// secret. Every other `SCANMINT_*` variable (the Primary key and any secret added later) is
+/// dropped from the scanner's environment: an allowlist, so a new secret cannot slip through.
+const SCANNER_VISIBLE: [&str; 8] = [
+    "SCANMINT_LOG",
+    "SCANMINT_CONFIG",
+    "SCANMINT_PROFILE",
+    "SCANMINT_BASE_URL",
+    "SCANMINT_STORE",
+    "SCANMINT_ROLE",
+    "SCANMINT_TTL",
+    "SCANMINT_SCANNER_CA",
+];
+
+/// Whether the scanner must not inherit the variable `name`: a `SCANMINT_*` variable not on
+/// the allowlist, or someone else's `CORTEX_API_KEY*` (ours replaces it).
+pub fn hidden_from_scanner(name: &str) -> bool {
+    (name.starts_with("SCANMINT_") && !SCANNER_VISIBLE.contains(&name))
+        || name.starts_with("CORTEX_API_KEY")
+}
+
+/// How the scanner ended.
+pub struct ChildEnd {
+    /// Its exit code (128 + signal when a signal killed it).
+    pub code: i32,
+    /// SIGINT or SIGTERM reached scanmint while the scanner ran: the job was cancelled.
+    pub cancelled: Option<i32>,
+}
+
 /// Run the child with the three `CORTEX_*` variables, forwarding the signals a terminal or an
 /// IDE sends, and return its exit code (128 + signal when it was killed).
 async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> anyhow::Result<i32> {
+    let end = run_scanner(
+        program,
+        args,
+        (&creds.base_url, creds.key_id, &creds.key),
+        None,
+    )
+    .await?;
+    Ok(end.code)
+}
+
+/// Run the scanner with `(base URL, key id, key)` as its `CORTEX_*` variables and no inherited
+/// secret, forwarding signals. After a SIGINT/SIGTERM, a scanner still running when
+/// `kill_after_cancel` has passed is killed, so the caller can clean up before the CI system
+/// gives up on the job.
+pub async fn run_scanner(
+    program: &OsString,
+    args: &[OsString],
+    (base_url, key_id, key): (&str, i64, &Secret),
+    kill_after_cancel: Option<Duration>,
+) -> anyhow::Result<ChildEnd> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .env("CORTEX_API_BASE_URL", &creds.base_url)
-        .env("CORTEX_API_KEY_ID", creds.key_id.to_string())
-        .env("CORTEX_API_KEY", creds.key.expose())
+    let mut command = tokio::process::Command::new(program);
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        if hidden_from_scanner(&name.to_string_lossy()) {
+            command.env_remove(&name);
+        }
+    }
+    let mut child = command
+        .env("CORTEX_API_BASE_URL", base_url)
+        .env("CORTEX_API_KEY_ID", key_id.to_string())
+        .env("CORTEX_API_KEY", key.expose())
         .spawn()
         .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
     let pid = child.id().map(|p| p as i32);
@@ -130,19 +186,67 @@ async fn run_child(program: &OsString, args: &[OsString], creds: &Handed) -> any
     let mut quit = signal(SignalKind::quit())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut cancelled = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut cancel = |signo: i32, kill_at: &mut Option<tokio::time::Instant>| {
+        cancelled.get_or_insert(signo);
+        if kill_at.is_none() {
+            *kill_at = kill_after_cancel.map(|d| tokio::time::Instant::now() + d);
+        }
+        forward_to_child(signo);
+    };
     let status = loop {
+        let deadline = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             status = child.wait() => break status?,
-            _ = int.recv() => forward_to_child(libc::SIGINT),
-            _ = term.recv() => forward_to_child(libc::SIGTERM),
+            _ = int.recv() => cancel(libc::SIGINT, &mut kill_at),
+            _ = term.recv() => cancel(libc::SIGTERM, &mut kill_at),
             _ = hup.recv() => forward_to_child(libc::SIGHUP),
             _ = quit.recv() => forward_to_child(libc::SIGQUIT),
             _ = usr1.recv() => forward_to_child(libc::SIGUSR1),
             _ = usr2.recv() => forward_to_child(libc::SIGUSR2),
+            _ = deadline => {
+                forward_to_child(libc::SIGKILL);
+                kill_at = None;
+            }
         }
     };
     use std::os::unix::process::ExitStatusExt;
-    Ok(status
+    let code = status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(ChildEnd { code, cancelled })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hidden_from_scanner;
+
+    #[test]
+    fn scanner_sees_no_scanmint_secret_and_no_foreign_cortex_key() {
+        for hidden in [
+            "SCANMINT_PRIMARY_KEY",
+            "SCANMINT_PRIMARY_KEY_ID",
+            "SCANMINT_PRIMARY_SECURITY_LEVEL",
+            "SCANMINT_ANY_FUTURE_SECRET",
+            "CORTEX_API_KEY",
+            "CORTEX_API_KEY_ID",
+            "CORTEX_API_KEY_OLD",
+        ] {
+            assert!(hidden_from_scanner(hidden), "{hidden}");
+        }
+        for visible in [
+            "SCANMINT_LOG",
+            "SCANMINT_SCANNER_CA",
+            "CORTEX_API_BASE_URL",
+            "PATH",
+        ] {
+            assert!(!hidden_from_scanner(visible), "{visible}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod doctor;
+pub mod ephemeral;
 pub mod exec;
 pub mod spinner;
 pub mod wrapper;
@@ -85,6 +86,16 @@ pub enum Command {
         /// Drop --api-key, --api-key-id and --api-base-url from the scanner's arguments.
         #[arg(long)]
         strip_credential_flags: bool,
+        /// No daemon: mint one key for this run and revoke it when the scanner ends (the
+        /// default when CI=true and the Primary key is in SCANMINT_PRIMARY_KEY*; see docs/ci.md).
+        #[arg(long, conflicts_with = "no_ephemeral")]
+        ephemeral: bool,
+        /// Use the daemon even in a CI job.
+        #[arg(long)]
+        no_ephemeral: bool,
+        /// Lifetime of the ephemeral key (default 1h, or SCANMINT_TTL), e.g. 20m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
@@ -106,9 +117,14 @@ pub enum Command {
     Revoke {
         #[arg(long)]
         profile: Option<String>,
-        /// Also every key on the tenant tagged as this machine's for the profile.
+        /// Also every key on the tenant tagged as this machine's for the profile. In a CI job
+        /// (CI=true, Primary key in the environment): every key CI jobs minted for the profile.
         #[arg(long)]
         all: bool,
+        /// With --all: only keys created at least this long ago (sweeps keys of dead CI jobs,
+        /// with the Primary key from the environment and no daemon), e.g. 2h.
+        #[arg(long, requires = "all", value_parser = humantime::parse_duration)]
+        older_than: Option<Duration>,
     },
     /// Check everything end to end and say how to fix what fails.
     Doctor {
@@ -157,7 +173,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
-        Command::Revoke { profile, all } => {
+        Command::Revoke {
+            profile,
+            all: true,
+            older_than,
+        } if older_than.is_some() || crate::cli::ephemeral::wanted(false, false) => {
+            crate::cli::ephemeral::sweep(profile, older_than.unwrap_or_default()).await
+        }
+        Command::Revoke { profile, all, .. } => {
             simple(
                 protocol::Revoke::METHOD,
                 "revoking",
@@ -170,8 +193,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec {
             profile,
             strip_credential_flags,
+            ephemeral,
+            no_ephemeral,
+            ttl,
             command,
+        } if crate::cli::ephemeral::wanted(ephemeral, no_ephemeral) => {
+            crate::cli::ephemeral::exec(crate::cli::ephemeral::EphemeralOptions {
+                profile,
+                strip_credential_flags,
+                ttl,
+                command,
+            })
+            .await
+        }
+        Command::Exec {
+            profile,
+            strip_credential_flags,
+            command,
+            ttl,
+            ..
         } => {
+            if ttl.is_some() {
+                bail!(
+                    "--ttl is for ephemeral mode (--ephemeral); the daemon's keys follow the profile's ttl"
+                );
+            }
             deliver::exec(ExecOptions {
                 profile,
                 strip_credential_flags,

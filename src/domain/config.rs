@@ -53,6 +53,8 @@ pub struct Profile {
     pub prefetch: bool,
     /// A `cortex.env` file the daemon keeps holding the current key (opt-in).
     pub cortex_env: Option<PathBuf>,
+    /// The role was written down (file or `SCANMINT_ROLE`), not defaulted: CI jobs must say it.
+    pub role_given: bool,
 }
 
 impl Profile {
@@ -69,6 +71,7 @@ impl Profile {
             ca_file: None,
             prefetch: true,
             cortex_env: None,
+            role_given: false,
         }
     }
 }
@@ -178,6 +181,7 @@ impl Config {
                     )));
                 }
                 profile.role = v.into_inner();
+                profile.role_given = true;
             }
             if let Some(v) = p.ttl {
                 places.insert("ttl", at_line(path, text, &v));
@@ -232,6 +236,19 @@ impl Config {
         let name = self.default_profile.clone();
         if let Some(url) = env_nonempty("SCANMINT_BASE_URL") {
             self.profile_mut(&name).base_url = Some(url);
+        }
+        if let Some(role) = env_nonempty("SCANMINT_ROLE") {
+            if role.trim().is_empty() {
+                return Err(ConfigError("SCANMINT_ROLE must name a role".into()));
+            }
+            let p = self.profile_mut(&name);
+            p.role = role.trim().to_string();
+            p.role_given = true;
+        }
+        if let Some(ttl) = env_nonempty("SCANMINT_TTL") {
+            let p = self.profile_mut(&name);
+            p.ttl = duration("environment", "SCANMINT_TTL", &ttl)?;
+            p.validate(|_| "SCANMINT_TTL".to_string())?;
         }
         if let Some(store) = env_nonempty("SCANMINT_STORE") {
             let choice: StoreChoice = store
@@ -378,6 +395,14 @@ store = "auto"
         assert!(err.contains("line 2"), "{err}");
         let err = parse("[profile.w\n").unwrap_err().0;
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_role_written_in_the_file_counts_as_given() {
+        let c = parse("[profile.a]\nrole = \"CLI Read-Only Custom\"\n[profile.b]\n").unwrap();
+        assert!(c.profile(Some("a")).role_given);
+        assert!(!c.profile(Some("b")).role_given);
+        assert!(!c.profile(Some("none")).role_given);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The core: the key lifecycle and its vocabulary. It knows nothing of LSP, sockets or HTTP.
 
 pub mod broker;
+pub mod ci_job;
 pub mod clock;
 pub mod config;
 pub mod ledger;

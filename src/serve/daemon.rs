@@ -21,7 +21,7 @@ use crate::serve::socket::{listen, lock_path, socket_path, take_lock, watch_runt
 use crate::tenant::connector::HttpConnector;
 
 /// The Primary key from `SCANMINT_PRIMARY_KEY_ID`/`SCANMINT_PRIMARY_KEY`, for CI and headless use.
-fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
+pub fn env_primary(config: &Config) -> anyhow::Result<Option<PrimaryKey>> {
     let (Ok(id), Ok(key)) = (
         std::env::var("SCANMINT_PRIMARY_KEY_ID"),
         std::env::var("SCANMINT_PRIMARY_KEY"),

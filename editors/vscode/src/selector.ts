@@ -1,5 +1,5 @@
 // The files a scanner reads, as VS Code globs: only these are sent to the daemon (didOpen and
-// didChange), not every open file. Mirrors `is_scanned_file` in src/scan.rs; the unit test
+// didChange), not every open file. Mirrors `is_scanned_file` in src/serve/scan.rs; the unit test
 // checks every name listed there. No `vscode` import: unit-testable.
 
 export const SCANNED_FILE_PATTERNS = [

@@ -1,4 +1,4 @@
-// The document selector: exactly the files src/scan.rs scans reach the daemon.
+// The document selector: exactly the files src/serve/scan.rs scans reach the daemon.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -45,10 +45,10 @@ test('other files are not', () => {
   }
 });
 
-// The server decides what it scans (src/scan.rs, is_scanned_file); every file name it names
+// The server decides what it scans (src/serve/scan.rs, is_scanned_file); every file name it names
 // must reach it, or a literal key in an open, unsaved buffer goes unreported.
-test('every file name src/scan.rs scans is selected', () => {
-  const rust = readFileSync(new URL('../../../../src/scan.rs', import.meta.url), 'utf8');
+test('every file name src/serve/scan.rs scans is selected', () => {
+  const rust = readFileSync(new URL('../../../../src/serve/scan.rs', import.meta.url), 'utf8');
   const body = rust.slice(rust.indexOf('pub fn is_scanned_file'), rust.indexOf('pub fn watched_dirs'));
   const names = [...body.matchAll(/name == "([^"]+)"(?:\s*&&\s*parent == "([^"]+)")?/g)];
   const prefixes = [...body.matchAll(/name\.starts_with\("([^"]+)"\)/g)];

@@ -59,7 +59,7 @@ function M.init_options()
 end
 
 --- Whether a scanner reads the file at `path`, by its place in a workspace. The same list as
---- the server's (src/scan.rs, is_scanned_file): only these files are sent to the daemon.
+--- the server's (src/serve/scan.rs, is_scanned_file): only these files are sent to the daemon.
 function M.is_scanned(path)
   if type(path) ~= 'string' or path == '' then
     return false

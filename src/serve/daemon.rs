@@ -145,6 +145,10 @@ pub async fn run() -> anyhow::Result<()> {
                         remote_listener = Some(listen_fresh(path)?);
                     }
                     (_dir_watch, dir_events) = watch_runtime_dir(&dir);
+                } else if let Some(path) = remote_socket.as_ref().filter(|p| !p.exists()) {
+                    // Only the restricted socket went: remote machines need it back too.
+                    tracing::warn!(socket = %path.display(), "the remote socket disappeared; listening again");
+                    remote_listener = Some(listen_fresh(path)?);
                 }
             }
             // The idle clock starts when the last session ends, not when it began.

@@ -133,6 +133,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remote development: forward the restricted socket (docs/remote.md).
+    #[command(subcommand)]
+    Remote(RemoteCommand),
     /// Run a local tenant emulator (for tests, benchmarks and trying scanmint out).
     Emulator(EmulatorArgs),
     /// Watch the whole lifecycle against an embedded emulator, in throwaway directories.
@@ -233,6 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Remote(command) => remote(command),
         Command::Emulator(args) => crate::tenant::emulator::run_cli(args).await.map(|_| 0),
         Command::Demo => crate::cli::demo::run().await,
         Command::Completions { shell } => {

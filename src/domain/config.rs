@@ -55,6 +55,8 @@ pub struct Profile {
     pub cortex_env: Option<PathBuf>,
     /// The role was written down (file or `SCANMINT_ROLE`), not defaulted: CI jobs must say it.
     pub role_given: bool,
+    /// Sessions on the daemon's remote (forwarded) socket may get keys for this profile.
+    pub remote_socket: bool,
 }
 
 impl Profile {
@@ -72,6 +74,7 @@ impl Profile {
             prefetch: true,
             cortex_env: None,
             role_given: false,
+            remote_socket: true,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Config {
     pub path: PathBuf,
     pub default_profile: String,
     pub idle_exit: Duration,
+    /// The daemon listens on the restricted socket for forwarding (`remote_socket = false`: not).
+    pub remote_socket: bool,
     pub profiles: BTreeMap<String, Profile>,
 }
 
@@ -90,6 +95,7 @@ pub struct Config {
 struct RawConfig {
     default_profile: Option<String>,
     idle_exit: Option<Spanned<String>>,
+    remote_socket: Option<bool>,
     #[serde(default)]
     profile: BTreeMap<String, RawProfile>,
 }
@@ -107,6 +113,7 @@ struct RawProfile {
     ca_file: Option<PathBuf>,
     prefetch: Option<bool>,
     cortex_env: Option<PathBuf>,
+    remote_socket: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,8 +171,11 @@ impl Config {
             ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end()))
         })?;
         let mut profiles = BTreeMap::new();
+        let remote_socket = raw.remote_socket.unwrap_or(true);
         for (name, p) in raw.profile {
             let mut profile = Profile::defaults(&name);
+            // A profile says yes or no itself, else follows the top level.
+            profile.remote_socket = p.remote_socket.unwrap_or(remote_socket);
             let key = |k: &str| format!("profile.{name}.{k}");
             // Where each validated key was written, so its error can name the line.
             let mut places: BTreeMap<&str, String> = BTreeMap::new();
@@ -225,6 +235,7 @@ impl Config {
             path: path.to_path_buf(),
             default_profile,
             idle_exit,
+            remote_socket,
             profiles,
         })
     }

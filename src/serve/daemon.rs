@@ -17,6 +17,7 @@ use crate::domain::store::Store;
 use crate::platform::{self, fs as fsutil};
 use crate::serve::cortex_env::CortexEnvWriter;
 use crate::serve::lsp::Hub;
+use crate::serve::remote::remote_socket_path;
 use crate::serve::socket::{listen, lock_path, socket_path, take_lock, watch_runtime_dir};
 use crate::tenant::connector::HttpConnector;
 
@@ -86,6 +87,11 @@ pub async fn run() -> anyhow::Result<()> {
     let (mut _dir_watch, mut dir_events) = watch_runtime_dir(&dir);
 
     let broker = build_broker()?;
+    let remote_socket = broker.config().remote_socket.then(remote_socket_path);
+    let mut remote_listener = match &remote_socket {
+        Some(path) => Some(listen_fresh(path)?),
+        None => None,
+    };
     let idle_exit = broker.config().idle_exit;
     let hub = Hub::start(broker.clone());
     tokio::spawn({
@@ -108,15 +114,12 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                match platform::peer_uid(&stream) {
-                    Ok((uid, _)) if uid == me => {
-                        let hub = hub.clone();
-                        let (read, write) = stream.into_split();
-                        tokio::spawn(async move { hub.serve(read, write).await });
-                    }
-                    Ok((uid, pid)) => tracing::warn!(peer_uid = uid, pid = ?pid, "refused a connection from another user"),
-                    Err(e) => tracing::warn!(error = %e, "refused a connection whose peer cannot be identified"),
-                }
+                accept(&hub, stream, me, false);
+            }
+            // Across ssh the peer is sshd running as us: the same uid check holds.
+            accepted = accept_remote(&remote_listener) => {
+                let Ok((stream, _)) = accepted else { continue };
+                accept(&hub, stream, me, true);
             }
             _ = tokio::time::sleep(check_in) => {
                 if hub.session_count() > 0 {
@@ -138,7 +141,14 @@ pub async fn run() -> anyhow::Result<()> {
                     fsutil::ensure_private_dir(&dir)?;
                     _lock = take_lock(&lock_path())?;
                     listener = listen(&socket)?;
+                    if let Some(path) = &remote_socket {
+                        remote_listener = Some(listen_fresh(path)?);
+                    }
                     (_dir_watch, dir_events) = watch_runtime_dir(&dir);
+                } else if let Some(path) = remote_socket.as_ref().filter(|p| !p.exists()) {
+                    // Only the restricted socket went: remote machines need it back too.
+                    tracing::warn!(socket = %path.display(), "the remote socket disappeared; listening again");
+                    remote_listener = Some(listen_fresh(path)?);
                 }
             }
             // The idle clock starts when the last session ends, not when it began.
@@ -152,5 +162,47 @@ pub async fn run() -> anyhow::Result<()> {
     }
     broker.shutdown().await;
     let _ = std::fs::remove_file(&socket);
+    if let Some(path) = &remote_socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Listen on `path`, replacing a socket a crashed daemon left (we hold the lock).
+fn listen_fresh(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    listen(path)
+}
+
+async fn accept_remote(
+    listener: &Option<tokio::net::UnixListener>,
+) -> std::io::Result<(tokio::net::UnixStream, tokio::net::unix::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serve a connection of our own user; refuse anyone else's.
+fn accept(hub: &std::sync::Arc<Hub>, stream: tokio::net::UnixStream, me: u32, remote: bool) {
+    match platform::peer_uid(&stream) {
+        Ok((uid, _)) if uid == me => {
+            let hub = hub.clone();
+            let (read, write) = stream.into_split();
+            if remote {
+                tokio::spawn(async move { hub.serve_remote(read, write).await });
+            } else {
+                tokio::spawn(async move { hub.serve(read, write).await });
+            }
+        }
+        Ok((uid, pid)) => {
+            tracing::warn!(peer_uid = uid, pid = ?pid, remote, "refused a connection from another user")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, remote, "refused a connection whose peer cannot be identified")
+        }
+    }
 }

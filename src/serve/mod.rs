@@ -6,6 +6,7 @@ pub mod framing;
 pub mod lsp;
 pub mod protocol;
 pub mod proxy;
+pub mod remote;
 pub mod scan;
 pub mod socket;
 pub mod watch;

@@ -109,7 +109,11 @@ pub fn watch_runtime_dir(
 }
 
 /// Connect to the daemon, starting it (detached, logging to the state dir) if it is not there.
+/// With `SCANMINT_SOCKET` set, the daemon is a forwarded one (`remote.rs`): connect to it only.
 pub async fn connect_or_spawn() -> anyhow::Result<UnixStream> {
+    if let Some(forwarded) = crate::serve::remote::forwarded_socket() {
+        return crate::serve::remote::connect_forwarded(&forwarded).await;
+    }
     let socket = socket_path();
     if let Ok(stream) = UnixStream::connect(&socket).await {
         return Ok(stream);

@@ -147,6 +147,14 @@ run_test() { # name
       write_config "$XDG_CONFIG_HOME"
       unset SCANMINT_BASE_URL SCANMINT_PRIMARY_KEY_ID SCANMINT_PRIMARY_KEY SCANMINT_PRIMARY_SECURITY_LEVEL
     fi
+    # ...and the remote test: the shim on a "remote" (own dirs, no Primary key) reaching the
+    # workstation's daemon through its restricted socket, as `ssh -R` would forward it.
+    if [[ $name == test_remote ]]; then
+      "$bin" status >/dev/null
+      export SCANMINT_SOCKET=$XDG_RUNTIME_DIR/scanmint/remote-v1.sock
+      setup_dirs "$tmp/remote"
+      unset SCANMINT_BASE_URL SCANMINT_PRIMARY_KEY_ID SCANMINT_PRIMARY_KEY SCANMINT_PRIMARY_SECURITY_LEVEL
+    fi
     exec "${session[@]}" timeout 60 "$nvim" --headless --clean --cmd 'set rtp^=editors/neovim' -l "tests/neovim/$name.lua"
   ) >"$log" 2>&1 || rc=$?
   grep -v -e '^RESULT ' -e '^Joined session keyring' "$log" | sed 's/^/   /' || true

@@ -37,6 +37,13 @@ pub(crate) async fn login(
     key_id: Option<i64>,
     level: SecurityLevel,
 ) -> anyhow::Result<i32> {
+    // Refused before the prompt: a Primary key is never typed on a remote machine.
+    if let Some(socket) = crate::serve::remote::forwarded_socket() {
+        bail!(
+            "scanmint login is not available here: SCANMINT_SOCKET={} points at a forwarded workstation daemon, and the Primary key stays on the workstation. Log in there.",
+            socket.display()
+        );
+    }
     let config = crate::domain::config::Config::load()?;
     let base_url = match base_url.or(config.profile(profile.as_deref()).base_url) {
         Some(url) => url,

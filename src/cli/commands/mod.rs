@@ -1,13 +1,15 @@
-//! The commands, one file each or a small group (login; status; the scanner stand-in); here
+//! The commands, one file each or a small group (login; status; remote; the scanner stand-in); here
 //! the pieces they share and the one-line commands (logout, rotate, revoke).
 
 use super::*;
 
 mod login;
+mod remote;
 mod scanner;
 mod status;
 
 pub(crate) use login::*;
+pub(crate) use remote::*;
 pub(crate) use scanner::*;
 pub use status::*;
 

@@ -17,6 +17,12 @@ pub(crate) async fn status(profile: Option<String>, as_json: bool) -> anyhow::Re
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        if let Some(socket) = crate::serve::remote::forwarded_socket() {
+            println!(
+                "source   a forwarded workstation daemon (SCANMINT_SOCKET={}): credentials come from the workstation; the Primary key is not on this machine",
+                socket.display()
+            );
+        }
         print!(
             "{}",
             render_status(

@@ -67,21 +67,43 @@ impl Hub {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_from(read, write, false).await
+    }
+
+    /// Serve a session from the restricted (remote) socket: every message passes the
+    /// `RemoteGate` of `serve/remote.rs` first.
+    pub async fn serve_remote<R, W>(self: &Arc<Self>, read: R, write: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        self.serve_from(read, write, true).await
+    }
+
+    async fn serve_from<R, W>(self: &Arc<Self>, read: R, write: W, remote: bool)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let hub = self.clone();
-        let (service, socket) = LspService::build(|client| Session::new(client, hub, id))
+        let (service, socket) = LspService::build(|client| Session::new(client, hub, id, remote))
             .custom_method(protocol::Status::METHOD, Session::status)
             .custom_method(protocol::Credentials::METHOD, Session::credentials)
             .custom_method(protocol::ScanFailed::METHOD, Session::scan_failed)
             .finish();
         let guarded = crate::serve::framing::guard(read);
-        Server::new(guarded, write, socket)
-            .concurrency_level(CONCURRENCY)
-            .serve(crate::serve::framing::OptionalParams::new(service))
-            .await;
+        let service = crate::serve::framing::OptionalParams::new(service);
+        let server = Server::new(guarded, write, socket).concurrency_level(CONCURRENCY);
+        if remote {
+            let gate = crate::serve::remote::RemoteGate::new(service, self.broker.clone());
+            server.serve(gate).await;
+        } else {
+            server.serve(service).await;
+        }
         self.sessions.lock().unwrap().remove(&id);
         self.session_ended.notify_one();
-        tracing::debug!(session = id, "session ended");
+        tracing::debug!(session = id, remote, "session ended");
     }
 }
 

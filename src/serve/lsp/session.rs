@@ -27,6 +27,9 @@ pub struct Session {
     pub(crate) watcher: Mutex<Option<crate::serve::watch::Watcher>>,
     pub(crate) folders: Mutex<Vec<PathBuf>>,
     pub(crate) login_prompted: Arc<AtomicBool>,
+    /// It came through the restricted socket (`serve/remote.rs` gates its methods): it is
+    /// served as a scanner is, never as an editor of the workstation.
+    pub(crate) remote: bool,
 }
 
 pub(crate) fn err(e: BrokerError) -> Error {
@@ -50,7 +53,7 @@ pub(crate) fn uri_path(uri: &Uri) -> Option<PathBuf> {
 }
 
 impl Session {
-    pub(crate) fn new(client: Client, hub: Arc<Hub>, id: u64) -> Session {
+    pub(crate) fn new(client: Client, hub: Arc<Hub>, id: u64, remote: bool) -> Session {
         Session {
             client,
             hub,
@@ -60,6 +63,7 @@ impl Session {
             watcher: Mutex::new(None),
             folders: Mutex::new(Vec::new()),
             login_prompted: Arc::new(AtomicBool::new(false)),
+            remote,
         }
     }
 
@@ -76,14 +80,15 @@ impl Session {
         self.options.lock().unwrap().client_kind.clone()
     }
 
+    /// Remote sessions get keys as `exec` sessions do, whatever they call themselves.
     pub(crate) fn is_exec(&self) -> bool {
-        self.kind().as_deref() == Some("exec")
+        self.remote || self.kind().as_deref() == Some("exec")
     }
 
     /// Editors get prefetch, workspace watching and log-in prompts; `exec` and `cli` sessions
-    /// (scanners and one-shot commands) do not.
+    /// (scanners and one-shot commands) and remote sessions do not.
     pub(crate) fn is_editor(&self) -> bool {
-        matches!(self.kind().as_deref(), None | Some("editor"))
+        !self.remote && matches!(self.kind().as_deref(), None | Some("editor"))
     }
 
     pub(crate) fn may_see_secret(&self) -> bool {

@@ -14,7 +14,8 @@ impl Session {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let profile = self.broker().resolve_profile(options.profile.as_deref());
-        let editor = matches!(options.client_kind.as_deref(), None | Some("editor"));
+        let editor =
+            !self.remote && matches!(options.client_kind.as_deref(), None | Some("editor"));
         let progress = params
             .capabilities
             .window

@@ -1,5 +1,6 @@
 //! The serving side: the daemon, its socket, the LSP sessions and what they watch and scan.
 
+pub mod config_watch;
 pub mod cortex_env;
 pub mod daemon;
 pub mod framing;
@@ -8,4 +9,6 @@ pub mod protocol;
 pub mod proxy;
 pub mod scan;
 pub mod socket;
+pub mod upgrade;
+pub mod version;
 pub mod watch;

@@ -6,10 +6,12 @@ use super::*;
 mod login;
 mod scanner;
 mod status;
+mod stop;
 
 pub(crate) use login::*;
 pub(crate) use scanner::*;
 pub use status::*;
+pub(crate) use stop::*;
 
 pub(crate) fn rpc(e: RpcError) -> anyhow::Error {
     anyhow::anyhow!(e.message)

@@ -378,3 +378,43 @@ async fn progress_end_never_precedes_begin_when_the_client_is_slow_to_create() {
     }
     assert_eq!(seen, ["begin", "end"]);
 }
+
+/// A changed `base_url` is another tenant: the profile is loaded again for it (binding the stored
+/// Primary key to its own URL, so that the new tenant needs its own login, is the store's part).
+#[tokio::test]
+async fn a_changed_base_url_is_loaded_again_without_a_restart() {
+    let mut env = Env::without_primary().await;
+    env.store = "memory";
+    let mut login = env
+        .cmd(&[
+            "login",
+            "--base-url",
+            env.emulator.base_url(),
+            "--key-id",
+            &env.emulator.primary_key_id().to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = login.stdin.take().unwrap();
+    let secret = format!("{}\n", env.emulator.primary_key().expose());
+    stdin.write_all(secret.as_bytes()).await.unwrap();
+    drop(stdin);
+    assert!(login.wait_with_output().await.unwrap().status.success());
+    let s = status_json(&env).await;
+    assert_eq!(s["baseUrl"], env.emulator.base_url());
+    let pid = env.daemon_pid().await;
+
+    let other = "https://api-other.example.invalid";
+    std::fs::write(
+        env.path("config/scanmint/config.toml"),
+        format!("idle_exit = \"10m\"\n[profile.default]\nbase_url = \"{other}\"\n"),
+    )
+    .unwrap();
+    wait_reloaded(&env, 1).await;
+    let s = status_json(&env).await;
+    assert_eq!(s["baseUrl"], other, "{s}");
+    assert_eq!(env.daemon_pid().await, pid, "without a restart");
+}

@@ -168,7 +168,8 @@ pub async fn run() -> anyhow::Result<()> {
             }
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM: finishing");
-                hub.announce_stop(&StopReason::default()).await;
+                let reason = StopReason { reason: Some("signal".into()), version: None };
+                hub.announce_stop(&reason).await;
                 break;
             }
             _ = sigint.recv() => { tracing::info!("SIGINT: finishing"); break; }

@@ -19,6 +19,9 @@ use crate::serve::version;
 /// How long a stopping daemon may take to finish (it waits for mints in flight, up to 10 s).
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
+/// No answer from a daemon to these few requests is awaited longer than this.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
 /// A short JSON-RPC exchange with the daemon over one connection.
 struct Raw {
     read: BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -37,8 +40,16 @@ impl Raw {
         }
     }
 
-    /// Send a request and wait for its answer, skipping notifications.
+    /// Send a request and wait (bounded) for its answer, skipping notifications.
     async fn request(&mut self, id: i64, method: &str, params: Value) -> anyhow::Result<Value> {
+        tokio::time::timeout(ANSWER_WAIT, self.exchange(id, method, params))
+            .await
+            .with_context(|| {
+                format!("the scanmint daemon did not answer {method} within {ANSWER_WAIT:?}")
+            })?
+    }
+
+    async fn exchange(&mut self, id: i64, method: &str, params: Value) -> anyhow::Result<Value> {
         let body = serde_json::to_vec(
             &json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
         )?;
@@ -147,9 +158,16 @@ pub async fn connect_current() -> anyhow::Result<UnixStream> {
             json!({ "processId": std::process::id(), "capabilities": {},
                     "initializationOptions": { "clientKind": "cli" } }),
         )
-        .await?;
+        .await;
     drop(raw);
-    let daemon = version_of(&init);
+    let daemon = match init {
+        Ok(init) => version_of(&init),
+        Err(e) => {
+            // The editor's own session will meet the same daemon and report what is wrong.
+            tracing::warn!(error = %e, "cannot learn the daemon's version; using it as it is");
+            None
+        }
+    };
     if daemon
         .as_deref()
         .is_some_and(|d| version::is_newer(&version::own(), d))

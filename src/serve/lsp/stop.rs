@@ -9,7 +9,8 @@ use super::*;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StopReason {
-    /// "stop" (a person ran `scanmint stop`) or "upgrade" (a newer client replaces us).
+    /// "stop" (a person ran `scanmint stop`), "upgrade" (a newer client replaces us), or
+    /// "signal" (SIGTERM).
     pub reason: Option<String>,
     /// The version of the client that asked, for an upgrade.
     pub version: Option<String>,
@@ -22,7 +23,8 @@ impl StopReason {
             (Some("upgrade"), Some(v)) => format!(
                 "scanmint: the daemon (version {mine}) was replaced by version {v}; restart the scanmint language server to reconnect"
             ),
-            _ => "scanmint: the daemon was stopped (`scanmint stop`); restart the scanmint language server to reconnect".into(),
+            (Some("stop"), _) => "scanmint: the daemon was stopped (`scanmint stop`); restart the scanmint language server to reconnect".into(),
+            _ => "scanmint: the daemon was stopped; restart the scanmint language server to reconnect".into(),
         }
     }
 }

@@ -282,6 +282,40 @@ async fn login_flow_over_lsp() {
     env.env_primary = false;
 }
 
+/// A client that cannot run `scanmint.login` (LSP4IJ) says `loginPrompt: "terminal"`: it is told
+/// the terminal command, once, with no "Log in" action; a mistyped option beside it does not
+/// reset the others (the profile still applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_prompt_terminal_names_the_command_and_offers_no_action() {
+    let mut env = Env::without_primary().await;
+    env.store = "memory";
+    let mut s = env
+        .lsp(json!({ "loginPrompt": "terminal", "profile": "work", "exposeSecretToEditor": "yes" }))
+        .await;
+    let status = s.status_where(|v| v["state"] == "needs_login").await;
+    assert_eq!(status["profile"], "work", "one bad field kept the others");
+    let shown = s
+        .client
+        .wait_for("window/showMessage", Duration::from_secs(5))
+        .await
+        .expect("a log-in notice");
+    assert_eq!(
+        shown["message"],
+        "scanmint: profile \"work\" has no Primary key: run `scanmint login --profile work` in a terminal"
+    );
+    assert_eq!(shown["type"], 2, "a warning");
+    s.request("scanmint/status", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again: Vec<_> = s
+        .client
+        .drain()
+        .into_iter()
+        .filter(|m| m.method.starts_with("window/showMessage"))
+        .collect();
+    assert!(again.is_empty(), "once per session: {again:?}");
+    env.env_primary = false;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn literal_keys_get_a_diagnostic_and_a_quick_fix_updated_from_disk() {
     let env = Env::new().await;

@@ -127,13 +127,27 @@ impl LspClient {
     }
 
     /// Connect to the daemon (starting it if needed) and initialize as `kind` ("exec"/"editor").
+    /// A daemon older than this binary is replaced first (asked to stop, then started anew).
     pub async fn connect_daemon(kind: &str, profile: Option<&str>) -> anyhow::Result<LspClient> {
+        use crate::serve::{upgrade, version};
+        let options = json!({ "clientKind": kind, "profile": profile });
         let stream = crate::serve::socket::connect_or_spawn().await?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);
-        client
-            .initialize(json!({ "clientKind": kind, "profile": profile }))
-            .await?;
+        let init = client.initialize(options.clone()).await?;
+        let daemon = upgrade::version_of(&init);
+        if !daemon
+            .as_deref()
+            .is_some_and(|d| version::is_newer(&version::own(), d))
+        {
+            return Ok(client);
+        }
+        client.close().await;
+        upgrade::replace(daemon.as_deref()).await?;
+        let stream = crate::serve::socket::connect_or_spawn().await?;
+        let (read, write) = stream.into_split();
+        let client = LspClient::over(read, write);
+        client.initialize(options).await?;
         Ok(client)
     }
 

@@ -70,6 +70,9 @@ pub enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// End the daemon gracefully: keys stay cached, and the next command starts a fresh daemon
+    /// that restores them without minting. Editors are told and reconnect when restarted.
+    Stop,
     /// Show the credential state; exits 0 only when credentials are usable now.
     Status {
         #[arg(long)]
@@ -192,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
         }
         Command::Status { profile, json } => status(profile, json).await,
+        Command::Stop => stop().await,
         Command::Doctor { profile, json } => doctor(profile, json).await,
         Command::Exec {
             profile,

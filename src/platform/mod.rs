@@ -50,6 +50,23 @@ pub fn kill(pid: i32, signo: i32) {
     unsafe { libc::kill(pid, signo) };
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (a daemon started by a
+/// process that is still alive stays a zombie after it exits, until that process ends).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// The uid of the process at the other end of a Unix socket (`SO_PEERCRED` on Linux).
 #[cfg(unix)]
 pub fn peer_uid(stream: &tokio::net::UnixStream) -> io::Result<(u32, Option<i32>)> {

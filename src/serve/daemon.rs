@@ -15,8 +15,9 @@ use crate::domain::ledger::LedgerFile;
 use crate::domain::secret::Secret;
 use crate::domain::store::Store;
 use crate::platform::{self, fs as fsutil};
+use crate::serve::config_watch::ConfigWatch;
 use crate::serve::cortex_env::CortexEnvWriter;
-use crate::serve::lsp::Hub;
+use crate::serve::lsp::{Hub, StopReason};
 use crate::serve::remote::remote_socket_path;
 use crate::serve::socket::{listen, lock_path, socket_path, take_lock, watch_runtime_dir};
 use crate::tenant::connector::HttpConnector;
@@ -67,6 +68,19 @@ pub fn build_broker() -> anyhow::Result<Broker> {
     Ok(broker)
 }
 
+/// The lock, waiting briefly if a daemon still holds it while finishing: one that stops has
+/// removed its socket already, and the client that started us is waiting for ours.
+async fn take_lock_after_predecessor(socket: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    loop {
+        match take_lock(&lock_path()) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if socket.exists() || tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
 /// `scanmint daemon`: serve until idle for `idle_exit` (with nothing left to revoke) or SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     // Everything we create is private, socket included, from the first byte.
@@ -75,8 +89,8 @@ pub async fn run() -> anyhow::Result<()> {
     fsutil::ensure_private_dir(&dir)
         .with_context(|| format!("refusing the runtime directory {}", dir.display()))?;
     // Held (not read) for the life of the process: the flock is what keeps a second daemon out.
-    let mut _lock = take_lock(&lock_path())?;
     let socket = socket_path();
+    let mut _lock = take_lock_after_predecessor(&socket).await?;
     if socket.exists() {
         // We hold the lock, so no daemon serves it: a crashed daemon left it behind.
         tracing::info!(socket = %socket.display(), "replacing a stale socket");
@@ -94,6 +108,9 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let idle_exit = broker.config().idle_exit;
     let hub = Hub::start(broker.clone());
+    hub.stoppable
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _config_watch = ConfigWatch::start(hub.clone());
     tokio::spawn({
         let broker = broker.clone();
         async move { broker.run().await }
@@ -153,18 +170,33 @@ pub async fn run() -> anyhow::Result<()> {
             }
             // The idle clock starts when the last session ends, not when it began.
             _ = hub.session_ended.notified() => idle_since = tokio::time::Instant::now(),
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: finishing"); break; }
+            _ = hub.stop_requested.notified() => {
+                let reason = hub.take_stop_reason();
+                tracing::info!(reason = ?reason.reason, "asked to stop: finishing");
+                hub.announce_stop(&reason).await;
+                break;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: finishing");
+                let reason = StopReason { reason: Some("signal".into()), version: None };
+                hub.announce_stop(&reason).await;
+                break;
+            }
             _ = sigint.recv() => { tracing::info!("SIGINT: finishing"); break; }
         }
         if hub.session_count() > 0 {
             idle_since = tokio::time::Instant::now();
         }
     }
-    broker.shutdown().await;
+    // No new client may reach a daemon that is finishing: the next one starts a fresh daemon,
+    // which waits on the lock until this one is gone.
     let _ = std::fs::remove_file(&socket);
     if let Some(path) = &remote_socket {
         let _ = std::fs::remove_file(path);
     }
+    drop(listener);
+    drop(remote_listener);
+    broker.shutdown().await;
     Ok(())
 }
 

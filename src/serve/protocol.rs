@@ -28,6 +28,19 @@ impl Method for ScanFailed {
     const METHOD: &'static str = "scanmint/scanFailed";
 }
 
+/// `scanmint/stop`: the daemon ends gracefully (`scanmint stop`, or a newer client replacing it).
+pub enum Stop {}
+impl Method for Stop {
+    const METHOD: &'static str = "scanmint/stop";
+}
+
+/// `scanmint/didStop`: the server's last notification to every session before the daemon exits.
+pub enum DidStop {}
+impl Notification for DidStop {
+    type Params = Value;
+    const METHOD: &'static str = "scanmint/didStop";
+}
+
 /// `scanmint/didChangeStatus`: the server's notification when a profile's status changes.
 pub enum DidChangeStatus {}
 impl Notification for DidChangeStatus {

@@ -4,15 +4,17 @@
 
 use std::time::Duration;
 
+use crate::serve::config_watch::ConfigWatch;
 use crate::serve::cortex_env::CortexEnvWriter;
 use crate::serve::daemon::build_broker;
 use crate::serve::lsp::Hub;
-use crate::serve::socket::connect_or_spawn;
+use crate::serve::upgrade::connect_current;
 
 /// `scanmint lsp --standalone`: the same server on stdio, in this process.
 pub async fn run_standalone() -> anyhow::Result<()> {
     let broker = build_broker()?;
     let hub = Hub::start(broker.clone());
+    let _config_watch = ConfigWatch::start(hub.clone());
     tokio::spawn({
         let broker = broker.clone();
         async move { broker.run().await }
@@ -25,7 +27,9 @@ pub async fn run_standalone() -> anyhow::Result<()> {
 
 /// `scanmint lsp`: pipe stdio to the daemon until the editor closes stdin.
 pub async fn run_proxy() -> anyhow::Result<()> {
-    let stream = connect_or_spawn().await?;
+    // A daemon older than this binary is replaced first (an upgrade must not leave old code
+    // serving).
+    let stream = connect_current().await?;
     let (mut from_daemon, mut to_daemon) = stream.into_split();
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();

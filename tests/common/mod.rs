@@ -90,7 +90,12 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.cmd_of(Path::new(BIN), args)
+    }
+
+    /// `cmd` with another scanmint binary (a copy standing for an older release, say).
+    pub fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -329,9 +329,8 @@ test('the Cortex plugin\'s CLI Path: a `scanmint wrapper` script runs the CLI wi
 
 // LSP4IJ cannot run scanmint's log-in command, so initializationOptions.json says
 // `"loginPrompt": "terminal"`: the server should then tell the person to run `scanmint login` in a
-// terminal instead of offering a "Log in" action nothing would carry out. The server side is not
-// built yet (see editors/jetbrains/README.md): reported as a todo until it is, never skipped.
-test('a profile without a Primary key: the prompt says to run `scanmint login` in a terminal, with no "Log in" action', { todo: 'server: honour initializationOptions.loginPrompt = "terminal"' }, async () => {
+// terminal instead of offering a "Log in" action nothing would carry out.
+test('a profile without a Primary key: the prompt says to run `scanmint login` in a terminal, with no "Log in" action', async () => {
   assert.equal(initializationOptions.loginPrompt, 'terminal');
   const dir = mkdtempSync(join(process.env.SCANMINT_TEST_TMP ?? tmpdir(), 'nologin-'));
   const env = { ...process.env, XDG_RUNTIME_DIR: join(dir, 'run'), XDG_STATE_HOME: join(dir, 'state') };

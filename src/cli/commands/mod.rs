@@ -7,11 +7,13 @@ mod login;
 mod remote;
 mod scanner;
 mod status;
+mod stop;
 
 pub(crate) use login::*;
 pub(crate) use remote::*;
 pub(crate) use scanner::*;
 pub use status::*;
+pub(crate) use stop::*;
 
 pub(crate) fn rpc(e: RpcError) -> anyhow::Error {
     anyhow::anyhow!(e.message)

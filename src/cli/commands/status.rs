@@ -68,6 +68,9 @@ pub fn render_status(r: &Value, now_ms: i64) -> String {
             s(&e["message"])
         ));
     }
+    if let Some(problem) = r.get("configProblem").and_then(|p| p.as_str()) {
+        out.push_str(&format!("config   {problem}\n"));
+    }
     out
 }
 

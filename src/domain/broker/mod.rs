@@ -8,6 +8,7 @@ mod lease;
 mod login;
 mod mint;
 mod reconcile;
+mod reload;
 mod revoke;
 mod rotate;
 mod schedule;
@@ -72,7 +73,10 @@ pub struct BrokerOptions {
 }
 
 struct Inner {
-    config: Config,
+    /// Replaced whole when the config file changes (`reload.rs`); readers take a snapshot.
+    config: std::sync::RwLock<Arc<Config>>,
+    /// Why the config file on disk is not the one in use (it does not parse), if it is not.
+    config_problem: Mutex<Option<String>>,
     store: Store,
     connector: Arc<dyn Connector>,
     clock: Arc<dyn Clock>,
@@ -116,7 +120,8 @@ impl Broker {
         let (events, _) = broadcast::channel(256);
         Ok(Broker {
             inner: Arc::new(Inner {
-                config: opts.config,
+                config: std::sync::RwLock::new(Arc::new(opts.config)),
+                config_problem: Mutex::new(None),
                 store: opts.store,
                 connector: opts.connector,
                 clock: opts.clock,
@@ -134,8 +139,9 @@ impl Broker {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration in use now (a snapshot: a reload replaces it for later calls).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.read().unwrap().clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -166,8 +172,9 @@ impl Broker {
 
     /// Every profile we know of: configured ones and ones in the ledger.
     pub fn known_profiles(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.config.profiles.keys().cloned().collect();
-        names.push(self.inner.config.default_profile.clone());
+        let config = self.config();
+        let mut names: Vec<String> = config.profiles.keys().cloned().collect();
+        names.push(config.default_profile.clone());
         let ledger = self.inner.ledger.lock().unwrap();
         names.extend(ledger.keys.iter().map(|k| k.profile.clone()));
         names.extend(ledger.outbox.iter().map(|o| o.profile.clone()));
@@ -177,13 +184,14 @@ impl Broker {
     }
 
     pub fn resolve_profile(&self, name: Option<&str>) -> String {
-        name.filter(|n| !n.is_empty())
-            .unwrap_or(&self.inner.config.default_profile)
-            .to_string()
+        match name.filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => self.config().default_profile.clone(),
+        }
     }
 
     fn profile(&self, name: &str) -> Profile {
-        self.inner.config.profile(Some(name))
+        self.config().profile(Some(name))
     }
 
     fn emit(&self, event: Event) {

@@ -141,7 +141,7 @@ impl Broker {
         let mut storage = self.inner.store.tier();
         let mut load_error = None;
         if let Some(env) = &self.inner.env_primary
-            && profile == self.inner.config.default_profile
+            && profile == self.config().default_profile
         {
             primary = Some(env.clone());
             storage = Tier::Env;

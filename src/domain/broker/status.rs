@@ -42,6 +42,10 @@ pub struct StatusReport {
     pub key: Option<KeyInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<StatusError>,
+    /// The config file on disk does not parse (file, line and key): the previous configuration
+    /// still serves until it is fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_problem: Option<String>,
 }
 
 impl StatusReport {
@@ -67,6 +71,7 @@ impl Broker {
             generation: c.generation,
         });
         let store_tier = self.inner.store.tier();
+        let config_problem = self.config_problem();
         self.with_state(profile, |s| {
             let state = match s.phase {
                 Phase::Minting => State::Minting,
@@ -95,6 +100,7 @@ impl Broker {
                     code: e.code,
                     message: e.message,
                 }),
+                config_problem,
             }
         })
     }

@@ -21,6 +21,8 @@ pub(crate) struct SessionInfo {
     pub(crate) progress: bool,
     /// Only editors are prompted to log in.
     pub(crate) editor: bool,
+    /// Prompt with the terminal command rather than a "Log in" action (`loginPrompt`).
+    pub(crate) login_in_terminal: bool,
     pub(crate) login_prompted: Arc<AtomicBool>,
 }
 
@@ -31,6 +33,11 @@ pub struct Hub {
     pub(crate) next_id: AtomicU64,
     /// Signalled whenever a session ends (the daemon's idle clock starts then).
     pub session_ended: tokio::sync::Notify,
+    /// Set by the daemon: only a daemon can be asked to stop (`scanmint/stop`).
+    pub stoppable: AtomicBool,
+    /// Signalled by `scanmint/stop`; the reason waits in `stop_reason` (`lsp/stop.rs`).
+    pub stop_requested: tokio::sync::Notify,
+    pub(crate) stop_reason: Mutex<Option<StopReason>>,
 }
 
 impl Hub {
@@ -41,6 +48,9 @@ impl Hub {
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             session_ended: tokio::sync::Notify::new(),
+            stoppable: AtomicBool::new(false),
+            stop_requested: tokio::sync::Notify::new(),
+            stop_reason: Mutex::new(None),
         });
         let events = hub.broker.subscribe();
         tokio::spawn(fan_out(Arc::downgrade(&hub), events));
@@ -49,6 +59,17 @@ impl Hub {
 
     pub fn session_count(&self) -> usize {
         self.sessions.lock().unwrap().len()
+    }
+
+    /// The sessions of `profile` that show work-done progress, with their ids.
+    pub(crate) fn progress_sessions_of(&self, profile: &str) -> Vec<(u64, SessionInfo)> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.profile == profile && s.progress)
+            .map(|(id, s)| (*id, s.clone()))
+            .collect()
     }
 
     pub(crate) fn sessions_of(&self, profile: &str) -> Vec<SessionInfo> {
@@ -91,6 +112,7 @@ impl Hub {
             .custom_method(protocol::Status::METHOD, Session::status)
             .custom_method(protocol::Credentials::METHOD, Session::credentials)
             .custom_method(protocol::ScanFailed::METHOD, Session::scan_failed)
+            .custom_method(protocol::Stop::METHOD, Session::stop)
             .finish();
         let guarded = crate::serve::framing::guard(read);
         let service = crate::serve::framing::OptionalParams::new(service);
@@ -112,6 +134,9 @@ pub(crate) async fn fan_out(
     hub: std::sync::Weak<Hub>,
     mut events: tokio::sync::broadcast::Receiver<Event>,
 ) {
+    // Per session and progress token, the task sending `begin`: `end` waits for it, so a fast
+    // mint never ends a progress before the client was told it began.
+    let mut begins: HashMap<(u64, u64), tokio::task::JoinHandle<bool>> = HashMap::new();
     loop {
         let event = match events.recv().await {
             Ok(e) => e,
@@ -128,9 +153,33 @@ pub(crate) async fn fan_out(
         let Some(hub) = hub.upgrade() else { return };
         match event {
             Event::Status(profile) => notify_status(&hub, &profile).await,
-            Event::Progress { profile, id, title } => {
-                for s in hub.sessions_of(&profile).into_iter().filter(|s| s.progress) {
-                    tokio::spawn(send_progress(s.client, id, title.clone()));
+            Event::Progress {
+                profile,
+                id,
+                title: Some(title),
+            } => {
+                for (session, s) in hub.progress_sessions_of(&profile) {
+                    let begin = tokio::spawn(send_progress_begin(s.client, id, title.clone()));
+                    begins.insert((session, id), begin);
+                }
+            }
+            Event::Progress {
+                id, title: None, ..
+            } => {
+                let ours: Vec<(u64, u64)> = begins.keys().filter(|k| k.1 == id).copied().collect();
+                for key in ours {
+                    let Some(begin) = begins.remove(&key) else {
+                        continue;
+                    };
+                    let Some(s) = hub.sessions.lock().unwrap().get(&key.0).cloned() else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        // No `end` for a token the client never created.
+                        if matches!(begin.await, Ok(true)) {
+                            send_progress_end(s.client, id).await;
+                        }
+                    });
                 }
             }
             Event::KeyChanged { .. } => {}
@@ -147,26 +196,32 @@ pub(crate) async fn notify_status(hub: &Arc<Hub>, profile: &str) {
             .send_notification::<DidChangeStatus>(value.clone())
             .await;
         if needs_login && s.editor {
-            maybe_prompt_login(
-                &s,
-                &report
-                    .last_error
-                    .as_ref()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-            );
+            maybe_prompt_login(&s, report.last_error.as_ref());
         } else {
             s.login_prompted.store(false, Ordering::Relaxed);
         }
     }
 }
 
-/// One "Log in" prompt per session while the profile needs a login, never a flood.
-pub(crate) fn maybe_prompt_login(s: &SessionInfo, why: &str) {
+/// One "Log in" prompt per session while the profile needs a login, never a flood. A client
+/// that cannot run the log-in command is told the terminal command instead, with no action.
+pub(crate) fn maybe_prompt_login(s: &SessionInfo, error: Option<&StatusError>) {
     if s.login_prompted.swap(true, Ordering::Relaxed) {
         return;
     }
     let client = s.client.clone();
+    if s.login_in_terminal {
+        let profile = &s.profile;
+        let why = match error {
+            Some(e) if e.code != "needs_login" => format!("profile {profile:?}: {}", e.message),
+            _ => format!("profile {profile:?} has no Primary key"),
+        };
+        let message =
+            format!("scanmint: {why}: run `scanmint login --profile {profile}` in a terminal");
+        tokio::spawn(async move { client.show_message(MessageType::WARNING, message).await });
+        return;
+    }
+    let why = error.map(|e| e.message.as_str()).unwrap_or_default();
     let message = format!("scanmint: {why}");
     tokio::spawn(async move {
         let actions = Some(vec![MessageActionItem {
@@ -181,31 +236,42 @@ pub(crate) fn maybe_prompt_login(s: &SessionInfo, why: &str) {
     });
 }
 
-pub(crate) async fn send_progress(client: Client, id: u64, title: Option<String>) {
-    let token = NumberOrString::String(format!("scanmint/{id}"));
-    let value = match title {
-        Some(title) => {
-            let created = tokio::time::timeout(
-                CLIENT_REPLY_TIMEOUT,
-                client.create_work_done_progress(token.clone()),
-            )
-            .await;
-            if !matches!(created, Ok(Ok(()))) {
-                return;
-            }
-            WorkDoneProgress::Begin(WorkDoneProgressBegin {
-                title,
-                cancellable: Some(false),
-                message: None,
-                percentage: None,
-            })
-        }
-        None => WorkDoneProgress::End(WorkDoneProgressEnd { message: None }),
-    };
+fn progress_token(id: u64) -> NumberOrString {
+    NumberOrString::String(format!("scanmint/{id}"))
+}
+
+/// Create the token (the client must answer) and send `begin`; whether `begin` went out.
+pub(crate) async fn send_progress_begin(client: Client, id: u64, title: String) -> bool {
+    let token = progress_token(id);
+    let created = tokio::time::timeout(
+        CLIENT_REPLY_TIMEOUT,
+        client.create_work_done_progress(token.clone()),
+    )
+    .await;
+    if !matches!(created, Ok(Ok(()))) {
+        return false;
+    }
+    let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
+        title,
+        cancellable: Some(false),
+        message: None,
+        percentage: None,
+    });
     client
         .send_notification::<notification::Progress>(ProgressParams {
             token,
-            value: ProgressParamsValue::WorkDone(value),
+            value: ProgressParamsValue::WorkDone(begin),
+        })
+        .await;
+    true
+}
+
+pub(crate) async fn send_progress_end(client: Client, id: u64) {
+    let end = WorkDoneProgress::End(WorkDoneProgressEnd { message: None });
+    client
+        .send_notification::<notification::Progress>(ProgressParams {
+            token: progress_token(id),
+            value: ProgressParamsValue::WorkDone(end),
         })
         .await;
 }

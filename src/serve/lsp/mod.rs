@@ -21,13 +21,17 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::domain::broker::SecurityLevel;
 use crate::domain::broker::health;
-use crate::domain::broker::{Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure};
+use crate::domain::broker::{
+    Broker, BrokerError, Event, Lease, LoginRequest, ScanFailure, StatusError,
+};
 use crate::domain::secret::Secret;
 use crate::serve::scan;
 
 mod handlers;
 mod hub;
+mod init_options;
 mod session;
+mod stop;
 
 pub use crate::serve::protocol::COMMANDS;
 use crate::serve::protocol::{self, DidChangeStatus, Method};
@@ -36,3 +40,4 @@ pub use hub::Hub;
 use hub::*;
 pub use session::Session;
 use session::*;
+pub use stop::StopReason;

@@ -7,13 +7,14 @@ use super::*;
 /// Prefetch when the key will not last this long.
 pub(crate) const PREFETCH_MARGIN: Duration = Duration::from_secs(300);
 
-/// What a session said about itself in `initialize`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+/// What a session said about itself in `initialize` (read field by field: `init_options.rs`).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct InitOptions {
     pub(crate) profile: Option<String>,
     pub(crate) expose_secret_to_editor: bool,
     pub(crate) client_kind: Option<String>,
+    /// The client cannot run the `scanmint.login` command: say to log in from a terminal.
+    pub(crate) login_in_terminal: bool,
 }
 
 /// One LSP connection: an editor window, `scanmint exec`, or the CLI.

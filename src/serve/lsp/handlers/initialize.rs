@@ -8,11 +8,8 @@ impl Session {
         &self,
         params: InitializeParams,
     ) -> Result<InitializeResult> {
-        let options: InitOptions = params
-            .initialization_options
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+        let options = InitOptions::read(params.initialization_options.as_ref());
+        let login_in_terminal = options.login_in_terminal;
         let profile = self.broker().resolve_profile(options.profile.as_deref());
         let editor =
             !self.remote && matches!(options.client_kind.as_deref(), None | Some("editor"));
@@ -44,6 +41,7 @@ impl Session {
                 profile,
                 progress,
                 editor,
+                login_in_terminal,
                 login_prompted: self.login_prompted.clone(),
             },
         );
@@ -73,7 +71,7 @@ impl Session {
             },
             server_info: Some(ServerInfo {
                 name: "scanmint".into(),
-                version: Some(env!("CARGO_PKG_VERSION").into()),
+                version: Some(crate::serve::version::own()),
             }),
             offset_encoding: None,
         })
@@ -92,10 +90,7 @@ impl Session {
         }
         if report.state == crate::domain::broker::State::NeedsLogin {
             if let Some(s) = self.hub.sessions.lock().unwrap().get(&self.id).cloned() {
-                maybe_prompt_login(
-                    &s,
-                    &report.last_error.map(|e| e.message).unwrap_or_default(),
-                );
+                maybe_prompt_login(&s, report.last_error.as_ref());
             }
         } else {
             self.prefetch(&profile);

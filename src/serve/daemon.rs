@@ -18,6 +18,7 @@ use crate::platform::{self, fs as fsutil};
 use crate::serve::cortex_env::CortexEnvWriter;
 use crate::serve::lsp::Hub;
 use crate::serve::socket::{listen, lock_path, socket_path, take_lock, watch_runtime_dir};
+use crate::serve::state_lock::take_state_lock;
 use crate::tenant::connector::HttpConnector;
 
 /// The Primary key from `SCANMINT_PRIMARY_KEY_ID`/`SCANMINT_PRIMARY_KEY`, for CI and headless use.
@@ -75,6 +76,8 @@ pub async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("refusing the runtime directory {}", dir.display()))?;
     // Held (not read) for the life of the process: the flock is what keeps a second daemon out.
     let mut _lock = take_lock(&lock_path())?;
+    // And the state's own lock, whatever socket another broker on it may be serving.
+    let _state_lock = take_state_lock("stop it first, or point XDG_STATE_HOME elsewhere")?;
     let socket = socket_path();
     if socket.exists() {
         // We hold the lock, so no daemon serves it: a crashed daemon left it behind.

@@ -8,4 +8,5 @@ pub mod protocol;
 pub mod proxy;
 pub mod scan;
 pub mod socket;
+pub mod state_lock;
 pub mod watch;

@@ -83,10 +83,9 @@ async fn every_client_refuses(
         assert!(err.contains(refusal), "{name}: {err}");
         assert!(!err.contains(secret.expose()) && !out.contains(secret.expose()));
         assert_eq!(
-            squatter.received(),
-            b"",
-            "{name} sent bytes to the squatter: {:?}",
-            String::from_utf8_lossy(&squatter.received())
+            String::from_utf8_lossy(&squatter.received()),
+            "",
+            "{name} sent bytes to the squatter"
         );
     }
 }
@@ -111,7 +110,11 @@ async fn a_squatted_temp_dir_is_never_used() {
     let mut status = env.cmd(&["status"]);
     adjust(&mut status);
     let (code, out, err) = finish(status, b"").await;
-    assert_eq!(squatter.received(), b"", "status talked to the squatter");
+    assert_eq!(
+        String::from_utf8_lossy(&squatter.received()),
+        "",
+        "status talked to the squatter"
+    );
     assert_eq!(squatter.connections(), 0);
     assert!(code == 0 || code == 1, "{out}{err}");
     // The daemon it started listens in the state directory, privately.
@@ -339,4 +342,28 @@ async fn two_brokers_on_one_state_dir_cannot_both_run() {
     // The daemon still serves.
     let status = s.request("scanmint/status", json!({})).await;
     assert_eq!(status["state"], "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_a_config_that_no_longer_parses() {
+    // Before, the config check passed whatever the file said: the daemon had parsed it at start.
+    let env = Env::new().await;
+    let (code, out, err) = env.run(&["doctor"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS  config"), "{out}");
+    std::fs::write(
+        env.path("config/scanmint/config.toml"),
+        "[profile.default]\nttl = \"forever\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = env.run(&["doctor"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  config") && out.contains("does not parse"),
+        "{out}"
+    );
+    assert!(
+        out.contains("config.toml: line 2"),
+        "the error names the place: {out}"
+    );
 }

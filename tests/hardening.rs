@@ -613,6 +613,7 @@ async fn every_file_is_private_and_another_user_can_read_none() {
         ("run/scanmint/secrets.json", 0o600),
         ("state/scanmint", 0o700),
         ("state/scanmint/ledger.json", 0o600),
+        ("state/scanmint/broker.lock", 0o600),
         ("state/scanmint/daemon.log", 0o600),
         ("home/cortex.env", 0o600),
         ("home/cortexcli-scanmint", 0o700),

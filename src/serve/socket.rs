@@ -70,8 +70,9 @@ fn check_socket_file(socket: &Path, meta: &std::fs::Metadata) -> std::io::Result
             ),
         ));
     }
+    // 0600 once `listen` is done; 0700 (the umask's) for a moment before: both are private.
     let mode = meta.permissions().mode() & 0o777;
-    if mode != 0o600 {
+    if mode & 0o077 != 0 {
         return Err(std::io::Error::other(format!(
             "{} has mode {mode:03o}; want 600",
             socket.display()

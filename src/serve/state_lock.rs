@@ -23,13 +23,17 @@ pub fn take_state_lock(holder_hint: &str) -> anyhow::Result<std::fs::File> {
     fsutil::ensure_private_dir(&dir)
         .with_context(|| format!("refusing the state directory {}", dir.display()))?;
     let path = state_lock_path();
-    let file = std::fs::OpenOptions::new()
+    // Created once, then held open read-only: a file open for writing would keep the state's
+    // file system from being remounted read-only under a running daemon.
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     if !platform::try_lock_exclusive(&file) {
         bail!(
             "another scanmint broker (a daemon or `scanmint lsp --standalone`) is using the state in {} (it holds {}); {holder_hint}",

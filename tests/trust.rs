@@ -178,11 +178,14 @@ async fn clients_refuse_a_socket_served_by_another_user() {
     let me = scanmint::platform::euid();
     std::os::unix::fs::chown(&socket, Some(me), Some(me)).unwrap();
     every_client_refuses(&env, &squatter, |_| {}, "runs as uid 65534").await;
+    // The squatter notes a connection after accepting it, maybe after the client has gone.
+    eventually(5, || squatter.connections() == 4).await;
     assert_eq!(
         squatter.connections(),
         4,
         "each client reached the peer check, and sent nothing"
     );
+    assert_eq!(String::from_utf8_lossy(&squatter.received()), "");
 }
 
 /// SIGTERM the daemon serving `socket` and wait for it to go.
@@ -314,8 +317,17 @@ async fn two_brokers_on_one_state_dir_cannot_both_run() {
     let env = Env::new().await;
     let s = env.lsp(json!({ "clientKind": "exec" })).await;
     let _ = s.request("scanmint/credentials", json!({})).await;
+    // Let the daemon's own writes after the mint settle: the ledger unchanged for half a second.
+    let modified = || std::fs::metadata(env.ledger()).unwrap().modified().unwrap();
+    let mut written = modified();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if modified() == written {
+            break;
+        }
+        written = modified();
+    }
     let ledger = std::fs::read(env.ledger()).unwrap();
-    let written = std::fs::metadata(env.ledger()).unwrap().modified().unwrap();
 
     // A second daemon through another runtime directory, on the same state.
     std::fs::create_dir(env.path("run2")).unwrap();
@@ -335,7 +347,7 @@ async fn two_brokers_on_one_state_dir_cannot_both_run() {
     assert!(err.contains("without --standalone"), "{err}");
     assert_eq!(std::fs::read(env.ledger()).unwrap(), ledger);
     assert_eq!(
-        std::fs::metadata(env.ledger()).unwrap().modified().unwrap(),
+        modified(),
         written,
         "the standalone server wrote the daemon's ledger"
     );

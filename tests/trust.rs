@@ -379,3 +379,18 @@ async fn doctor_fails_a_config_that_no_longer_parses() {
         "the error names the place: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_over_the_sun_path_limit_is_a_clear_error() {
+    // A private runtime directory whose socket path would not fit in `sun_path` (108 bytes).
+    let env = Env::new().await;
+    let long = env.path(&"r".repeat(110));
+    std::fs::create_dir(&long).unwrap();
+    std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut status = env.cmd(&["status"]);
+    status.env("XDG_RUNTIME_DIR", &long);
+    let (code, out, err) = finish(status, b"").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("107-byte limit"), "{err}");
+    assert!(err.contains("XDG_RUNTIME_DIR"), "says what to do: {err}");
+}

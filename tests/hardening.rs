@@ -5,9 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::other_user::{nobody_dir, run_as_nobody, traversable};
 use common::{Env, eventually, mode};
 use scanmint::tenant::emulator::{EmulatorConfig, Failure, FailureKind, Faults, Hostile};
 use serde_json::{Value, json};
@@ -611,6 +613,7 @@ async fn every_file_is_private_and_another_user_can_read_none() {
         ("run/scanmint/secrets.json", 0o600),
         ("state/scanmint", 0o700),
         ("state/scanmint/ledger.json", 0o600),
+        ("state/scanmint/broker.lock", 0o600),
         ("state/scanmint/daemon.log", 0o600),
         ("home/cortex.env", 0o600),
         ("home/cortexcli-scanmint", 0o700),
@@ -618,20 +621,35 @@ async fn every_file_is_private_and_another_user_can_read_none() {
     for (rel, want) in expected {
         assert_eq!(mode(&env.path(rel)), want, "{rel}");
     }
-    // uid 65534 can read neither the ledger nor the file store nor the log.
+    // uid 65534 can read neither the ledger nor the file store nor the log. It must really run
+    // as 65534 (checked, so a refused setpriv fails the test), and the test's own directories
+    // let it through: what stops it is scanmint's modes alone.
+    let scratch = nobody_dir(env.dir.path(), "other-user");
+    for dir in ["", "state", "run", "home"] {
+        traversable(&env.path(dir));
+    }
     for rel in [
         "state/scanmint/ledger.json",
         "run/scanmint/secrets.json",
         "state/scanmint/daemon.log",
         "home/cortex.env",
     ] {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
-            .arg(env.path(rel))
-            .output()
-            .unwrap();
+        let path = env.path(rel);
+        let out = run_as_nobody(&[], &scratch, &["/bin/cat", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{rel} is readable by another user");
+        assert!(err.contains("Permission denied"), "{rel}: {err}");
     }
+    // The same reader does read a file nobody made private: the check above can fail.
+    let public = env.path("home/public.txt");
+    std::fs::write(&public, "x").unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_as_nobody(&[], &scratch, &["/bin/cat", public.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A state directory with loose permissions is refused, with the fix.
     let loose = Env::new().await;
     loose.loose_dir("state/scanmint");

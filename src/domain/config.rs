@@ -341,11 +341,13 @@ pub fn state_dir() -> PathBuf {
     xdg("XDG_STATE_HOME", ".local/state").join("scanmint")
 }
 
-/// The socket lives here: `$XDG_RUNTIME_DIR/scanmint`, or a private directory in the temp dir.
+/// The socket lives here: `$XDG_RUNTIME_DIR/scanmint`, or else `run/` inside the (private) state
+/// directory. Never a shared temp directory: anyone can create `/tmp/scanmint-<uid>` first and
+/// answer our clients (issue 12, finding 2).
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(p) if p.is_absolute() => p.join("scanmint"),
-        _ => std::env::temp_dir().join(format!("scanmint-{}", crate::platform::fs::euid())),
+        _ => state_dir().join("run"),
     }
 }
 

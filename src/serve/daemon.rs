@@ -20,6 +20,7 @@ use crate::serve::cortex_env::CortexEnvWriter;
 use crate::serve::lsp::{Hub, StopReason};
 use crate::serve::remote::remote_socket_path;
 use crate::serve::socket::{listen, lock_path, socket_path, take_lock, watch_runtime_dir};
+use crate::serve::state_lock::take_state_lock;
 use crate::tenant::connector::HttpConnector;
 
 /// The Primary key from `SCANMINT_PRIMARY_KEY_ID`/`SCANMINT_PRIMARY_KEY`, for CI and headless use.
@@ -91,6 +92,8 @@ pub async fn run() -> anyhow::Result<()> {
     // Held (not read) for the life of the process: the flock is what keeps a second daemon out.
     let socket = socket_path();
     let mut _lock = take_lock_after_predecessor(&socket).await?;
+    // And the state's own lock, whatever socket another broker on it may be serving.
+    let _state_lock = take_state_lock("stop it first, or point XDG_STATE_HOME elsewhere")?;
     if socket.exists() {
         // We hold the lock, so no daemon serves it: a crashed daemon left it behind.
         tracing::info!(socket = %socket.display(), "replacing a stale socket");

@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod remote;
 pub mod scan;
 pub mod socket;
+pub mod state_lock;
 pub mod upgrade;
 pub mod version;
 pub mod watch;

@@ -8,10 +8,15 @@ use crate::serve::config_watch::ConfigWatch;
 use crate::serve::cortex_env::CortexEnvWriter;
 use crate::serve::daemon::build_broker;
 use crate::serve::lsp::Hub;
+use crate::serve::state_lock::take_state_lock;
 use crate::serve::upgrade::connect_current;
 
 /// `scanmint lsp --standalone`: the same server on stdio, in this process.
 pub async fn run_standalone() -> anyhow::Result<()> {
+    // A second broker on the daemon's ledger would overwrite its writes: refuse instead.
+    let _state_lock = take_state_lock(
+        "use `scanmint lsp` without --standalone to join the daemon, or stop it first",
+    )?;
     let broker = build_broker()?;
     let hub = Hub::start(broker.clone());
     let _config_watch = ConfigWatch::start(hub.clone());

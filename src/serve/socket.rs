@@ -3,8 +3,12 @@
 //! second daemon out, the stale socket a crash leaves, and, for clients, connecting to the
 //! daemon or starting it. The daemon (`daemon.rs`) and its clients (the proxy, the CLI) both
 //! use this module, so neither needs the other.
+//!
+//! Clients authenticate the daemon before sending a byte: the directory must be ours and 0700,
+//! the socket ours and a socket, and the process behind it ours (`SO_PEERCRED`). Otherwise
+//! whoever created the directory first would receive `scanmint login`'s secret.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +35,52 @@ pub fn log_path() -> PathBuf {
     config::state_dir().join("daemon.log")
 }
 
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// A socket path too long to bind or connect to is a clear error, not a mysterious one.
+fn check_path_length(socket: &Path) -> anyhow::Result<()> {
+    let len = socket.as_os_str().len();
+    if len > SUN_PATH_MAX {
+        bail!(
+            "the socket path {} is {len} bytes, over the {SUN_PATH_MAX}-byte limit of Unix sockets: \
+             set XDG_RUNTIME_DIR (or XDG_STATE_HOME) to a shorter directory of your own",
+            socket.display()
+        );
+    }
+    Ok(())
+}
+
+/// The socket at `socket` is a socket, ours, and private to us.
+fn check_socket_file(socket: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    if !meta.file_type().is_socket() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a socket",
+            socket.display()
+        )));
+    }
+    if meta.uid() != platform::euid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {}, not by you (uid {})",
+                socket.display(),
+                meta.uid(),
+                platform::euid()
+            ),
+        ));
+    }
+    // 0600 once `listen` is done; 0700 (the umask's) for a moment before: both are private.
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} has mode {mode:03o}; want 600",
+            socket.display()
+        )));
+    }
+    Ok(())
+}
+
 /// For `doctor`: the runtime directory and socket are private, or why not.
 pub fn check_runtime_dir() -> std::io::Result<String> {
     let dir = config::runtime_dir();
@@ -38,15 +88,9 @@ pub fn check_runtime_dir() -> std::io::Result<String> {
     let socket = socket_path();
     match std::fs::symlink_metadata(&socket) {
         Ok(m) => {
-            let mode = m.permissions().mode() & 0o777;
-            if mode != 0o600 {
-                return Err(std::io::Error::other(format!(
-                    "{} has mode {mode:03o}; want 600",
-                    socket.display()
-                )));
-            }
+            check_socket_file(&socket, &m)?;
             Ok(format!(
-                "{} (directory 0700, socket 0600)",
+                "{} (directory 0700, socket 0600, both yours)",
                 socket.display()
             ))
         }
@@ -55,6 +99,46 @@ pub fn check_runtime_dir() -> std::io::Result<String> {
             dir.display()
         )),
     }
+}
+
+/// Connect to the daemon at `socket` if one of ours serves it; `None` if nothing does (no
+/// directory, no socket, or a stale one). Anything that is not ours is an error, found before a
+/// byte is sent.
+async fn connect_checked(socket: &Path) -> anyhow::Result<Option<UnixStream>> {
+    check_path_length(socket)?;
+    let refuse = || {
+        format!(
+            "refusing to talk to the scanmint daemon at {}: it may be another user's impersonation",
+            socket.display()
+        )
+    };
+    let dir = socket
+        .parent()
+        .context("the socket path has no directory")?;
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(refuse),
+        Ok(_) => fsutil::check_private(dir, true).with_context(refuse)?,
+    }
+    match std::fs::symlink_metadata(socket) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(refuse),
+        Ok(meta) => check_socket_file(socket, &meta).with_context(refuse)?,
+    }
+    let Ok(stream) = UnixStream::connect(socket).await else {
+        return Ok(None);
+    };
+    // The file was ours; the process listening on it must be too.
+    let (uid, pid) = platform::peer_uid(&stream).with_context(refuse)?;
+    if uid != platform::euid() {
+        bail!(
+            "{}: the process serving it (pid {}) runs as uid {uid}, not as you (uid {})",
+            refuse(),
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            platform::euid()
+        );
+    }
+    Ok(Some(stream))
 }
 
 /// Hold an exclusive lock on the lock file for the life of the process.
@@ -76,6 +160,7 @@ pub fn take_lock(path: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub fn listen(socket: &Path) -> anyhow::Result<UnixListener> {
+    check_path_length(socket)?;
     let listener = UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
@@ -110,32 +195,31 @@ pub fn watch_runtime_dir(
 
 /// Connect to the daemon, starting it (detached, logging to the state dir) if it is not there.
 /// With `SCANMINT_SOCKET` set, the daemon is a forwarded one (`remote.rs`): connect to it only.
+/// Only a daemon of ours is ever talked to (see `connect_checked`).
 pub async fn connect_or_spawn() -> anyhow::Result<UnixStream> {
     if let Some(forwarded) = crate::serve::remote::forwarded_socket() {
         return crate::serve::remote::connect_forwarded(&forwarded).await;
     }
     let socket = socket_path();
-    if let Ok(stream) = UnixStream::connect(&socket).await {
+    if let Some(stream) = connect_checked(&socket).await? {
         return Ok(stream);
     }
     spawn_daemon()?;
     let mut delay = Duration::from_millis(2);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match UnixStream::connect(&socket).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                bail!(
-                    "the scanmint daemon did not start (socket {}: {e}); see {}",
-                    socket.display(),
-                    log_path().display()
-                )
-            }
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(100));
-            }
+        if let Some(stream) = connect_checked(&socket).await? {
+            return Ok(stream);
         }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the scanmint daemon did not start (socket {}); see {}",
+                socket.display(),
+                log_path().display()
+            )
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{ADMIN_ROLES, Broker, Filter, PRIMARY_KEY_GUIDANCE, SecurityLevel, State};
+use crate::domain::config::{Config, ConfigError};
 use crate::domain::store::Tier;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,21 +52,10 @@ pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>)
     let config = broker.config();
     let p = config.profile(Some(profile));
 
-    let source = if config.path.exists() {
-        format!("{}", config.path.display())
-    } else {
-        format!("defaults ({} does not exist)", config.path.display())
-    };
-    c.add(
-        "config",
-        Verdict::Pass,
-        format!(
-            "profile {profile:?} from {source}; role {:?}, ttl {}",
-            p.role,
-            humantime::format_duration(p.ttl)
-        ),
-        None,
-    );
+    // The file as it is now (the daemon runs with what it read at start) and the profile in it.
+    let status = broker.status(profile).await;
+    let (verdict, detail, fix) = config_check(Config::load(), profile, status.base_url.as_deref());
+    c.add("config", verdict, detail, fix);
     if p.ttl.as_secs() >= 86_400 {
         c.add(
             "ttl",
@@ -127,12 +117,17 @@ pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>)
         );
     }
 
-    let status = broker.status(profile).await;
     let Some((primary_id, level, tier)) = broker.primary_info(profile).await else {
+        // Say why when the broker knows (a tenant URL that changed since the login, say).
+        let why = status
+            .last_error
+            .as_ref()
+            .filter(|e| e.code == "needs_login")
+            .map(|e| format!("not logged in: {}", e.message));
         c.add(
             "primary key",
             Verdict::Fail,
-            "not logged in",
+            why.unwrap_or_else(|| "not logged in".into()),
             Some("run `scanmint login`"),
         );
         return finish(profile, c);
@@ -199,27 +194,9 @@ pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>)
         ),
     }
 
-    // Measured on the call above.
-    let offset = tenant.clock_offset_ms();
-    let (verdict, fix) = match offset.abs() {
-        o if o > 300_000 => (
-            Verdict::Fail,
-            Some("set the system clock (NTP): Advanced authentication allows about ±5 minutes"),
-        ),
-        o if o > 30_000 => (
-            Verdict::Warn,
-            Some(
-                "check NTP: expiries are corrected for it, but Advanced authentication allows about ±5 minutes",
-            ),
-        ),
-        _ => (Verdict::Pass, None),
-    };
-    c.add(
-        "clock",
-        verdict,
-        format!("tenant clock is {:+.1}s from ours", offset as f64 / 1000.0),
-        fix,
-    );
+    // Measured on the call above, if the tenant sent a `Date` header.
+    let (verdict, detail, fix) = clock_check(tenant.clock_offset_known(), tenant.clock_offset_ms());
+    c.add("clock", verdict, detail, fix);
 
     match broker.canary_check(profile).await {
         Ok(id) => c.add("canary", Verdict::Pass, format!("minted canary {id} with role {:?}, verified it, validated it as a scanner would, revoked it", p.role), None),
@@ -233,11 +210,137 @@ pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>)
     finish(profile, c)
 }
 
+type Finding = (Verdict, String, Option<&'static str>);
+
+/// The config check: the file parses now, and the profile has a tenant URL (its own, or the one
+/// its Primary key was logged in with) and a role.
+fn config_check(now: Result<Config, ConfigError>, profile: &str, url: Option<&str>) -> Finding {
+    let config = match now {
+        Ok(config) => config,
+        Err(e) => {
+            return (
+                Verdict::Fail,
+                format!("the config file does not parse: {}", e.0),
+                Some("correct it as the message says; the daemon reads it again when it restarts"),
+            );
+        }
+    };
+    let source = if config.path.exists() {
+        format!("{}", config.path.display())
+    } else {
+        format!("defaults ({} does not exist)", config.path.display())
+    };
+    let p = config.profile(Some(profile));
+    let url = p.base_url.as_deref().or(url);
+    let Some(url) = url else {
+        return (
+            Verdict::Fail,
+            format!("profile {profile:?} has no tenant URL (from {source})"),
+            Some(
+                "set base_url in the profile (or SCANMINT_BASE_URL), or `scanmint login --base-url URL`",
+            ),
+        );
+    };
+    if p.role.trim().is_empty() {
+        return (
+            Verdict::Fail,
+            format!("profile {profile:?} has an empty role (from {source})"),
+            Some("set role to the role minted keys get, e.g. \"CLI Read-Only Custom\""),
+        );
+    }
+    let detail = format!(
+        "profile {profile:?} from {source}; tenant {url}, role {:?}, ttl {}",
+        p.role,
+        humantime::format_duration(p.ttl)
+    );
+    if !config.profiles.contains_key(profile) {
+        return (
+            Verdict::Warn,
+            format!("{detail}; the profile is not in the file, so defaults apply"),
+            Some("add a [profile.NAME] section to the config file"),
+        );
+    }
+    (Verdict::Pass, detail, None)
+}
+
+/// The clock check: a pass only for an offset that was measured.
+fn clock_check(known: bool, offset_ms: i64) -> Finding {
+    if !known {
+        return (
+            Verdict::Warn,
+            "tenant clock not measured yet (no reply with a Date header)".into(),
+            Some("run doctor again once the tenant has answered"),
+        );
+    }
+    let (verdict, fix) = match offset_ms.abs() {
+        o if o > 300_000 => (
+            Verdict::Fail,
+            Some("set the system clock (NTP): Advanced authentication allows about ±5 minutes"),
+        ),
+        o if o > 30_000 => (
+            Verdict::Warn,
+            Some(
+                "check NTP: expiries are corrected for it, but Advanced authentication allows about ±5 minutes",
+            ),
+        ),
+        _ => (Verdict::Pass, None),
+    };
+    let detail = format!(
+        "tenant clock is {:+.1}s from ours",
+        offset_ms as f64 / 1000.0
+    );
+    (verdict, detail, fix)
+}
+
 fn finish(profile: &str, c: Checks) -> Report {
     let ok = c.0.iter().all(|check| check.status != Verdict::Fail);
     Report {
         ok,
         profile: profile.to_string(),
         checks: c.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parsed(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/scanmint/config.toml"), text)
+    }
+
+    #[test]
+    fn an_unmeasured_clock_is_not_a_pass() {
+        let (verdict, detail, _) = clock_check(false, 0);
+        assert_eq!(verdict, Verdict::Warn);
+        assert!(detail.contains("not measured yet"), "{detail}");
+        assert!(!detail.contains("+0.0s"), "{detail}");
+        assert_eq!(clock_check(true, 0).0, Verdict::Pass);
+        assert_eq!(clock_check(true, -400_000).0, Verdict::Fail);
+        assert_eq!(clock_check(true, 40_000).0, Verdict::Warn);
+    }
+
+    #[test]
+    fn the_config_check_fails_what_cannot_work() {
+        let bad = parsed("[profile.default]\nttl = \"forever\"\n");
+        let (verdict, detail, _) = config_check(bad, "default", None);
+        assert_eq!(verdict, Verdict::Fail, "{detail}");
+        assert!(detail.contains("does not parse"), "{detail}");
+
+        let no_url = parsed("[profile.default]\nrole = \"r\"\n");
+        let (verdict, detail, _) = config_check(no_url, "default", None);
+        assert_eq!(verdict, Verdict::Fail, "{detail}");
+        assert!(detail.contains("no tenant URL"), "{detail}");
+
+        let ok = "[profile.default]\nbase_url = \"https://api-x.example\"\n";
+        let (verdict, detail, _) = config_check(parsed(ok), "default", None);
+        assert_eq!(verdict, Verdict::Pass, "{detail}");
+        // A profile the file does not have: no URL of its own.
+        let (verdict, _, _) = config_check(parsed(ok), "typo", None);
+        assert_eq!(verdict, Verdict::Fail);
+        // ...unless it was logged in with one: then it works, on defaults.
+        let (verdict, _, _) = config_check(parsed(ok), "other", Some("https://api-y.example"));
+        assert_eq!(verdict, Verdict::Warn);
     }
 }

@@ -75,6 +75,13 @@ impl Broker {
             notes.push(format!("could not delete the login canary key {canary} yet; it is queued and expires within 2 minutes"));
         }
         notes.extend(primary_key_notes(&tenant, &primary).await);
+        // The stored key is bound to this URL: a profile naming another one will not use it.
+        if let Some(configured) = url_moved(p.base_url.as_deref(), &primary.base_url) {
+            notes.push(format!(
+                "the profile's base_url is {configured}, not {}: once the daemon restarts, this key is not used until base_url says {}",
+                primary.base_url, primary.base_url
+            ));
+        }
 
         let record = StoredPrimary {
             base_url: primary.base_url.clone(),

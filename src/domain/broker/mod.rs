@@ -259,7 +259,12 @@ impl Broker {
                 .clone()
                 .unwrap_or_else(|| BrokerError::needs_login(profile))),
             (Some(t), false) => Ok(t.clone()),
-            (None, _) => Err(BrokerError::needs_login(profile)),
+            // Say why (a changed tenant URL, say) when loading found out.
+            (None, _) => Err(s
+                .last_error
+                .clone()
+                .filter(|e| e.code == "needs_login")
+                .unwrap_or_else(|| BrokerError::needs_login(profile))),
         })
     }
 

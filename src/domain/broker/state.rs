@@ -75,6 +75,23 @@ pub(super) fn to_secret_json<T: Serialize>(value: &T) -> Secret {
     Secret::new(text.as_str())
 }
 
+/// The profile's URL now, if it is not the one the stored Primary key was logged in with.
+pub(super) fn url_moved<'a>(configured: Option<&'a str>, stored: &str) -> Option<&'a str> {
+    let same = |a: &str, b: &str| a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/');
+    configured.filter(|now| !same(now, stored))
+}
+
+pub(super) fn url_changed(profile: &str, stored: &str, now: &str) -> BrokerError {
+    BrokerError::new(
+        "needs_login",
+        format!(
+            "the tenant URL of profile {profile:?} changed from {stored} to {now} (config or SCANMINT_BASE_URL): \
+             the stored Primary key is only sent to the tenant it was logged in with; log in again for {now} \
+             (`scanmint login --profile {profile}`), or set the URL back"
+        ),
+    )
+}
+
 pub(super) fn primary_account(profile: &str) -> String {
     format!("{profile}/primary")
 }
@@ -140,6 +157,7 @@ impl Broker {
         let mut primary = None;
         let mut storage = self.inner.store.tier();
         let mut load_error = None;
+        let mut url_moved_away = false;
         if let Some(env) = &self.inner.env_primary
             && profile == self.config().default_profile
         {
@@ -148,14 +166,23 @@ impl Broker {
         } else {
             match self.inner.store.get(&primary_account(profile)).await {
                 Ok(Some(raw)) => match serde_json::from_str::<StoredPrimary>(raw.expose()) {
-                    Ok(sp) => {
-                        primary = Some(PrimaryKey {
-                            base_url: p.base_url.clone().unwrap_or(sp.base_url),
-                            key_id: sp.key_id,
-                            key: sp.key,
-                            security_level: sp.security_level,
-                        })
-                    }
+                    // The stored key goes only to the tenant it was logged in with: a
+                    // `SCANMINT_BASE_URL` in some terminal, or an edited config, must not send
+                    // it elsewhere (issue 12, finding 4).
+                    Ok(sp) => match url_moved(p.base_url.as_deref(), &sp.base_url) {
+                        Some(now) => {
+                            url_moved_away = true;
+                            load_error = Some(url_changed(profile, &sp.base_url, now))
+                        }
+                        None => {
+                            primary = Some(PrimaryKey {
+                                base_url: sp.base_url,
+                                key_id: sp.key_id,
+                                key: sp.key,
+                                security_level: sp.security_level,
+                            })
+                        }
+                    },
                     Err(_) => {
                         load_error = Some(BrokerError::new(
                             "store_corrupt",
@@ -177,7 +204,12 @@ impl Broker {
             },
             None => None,
         };
-        let active = self.restore_minted(profile).await;
+        // A key minted on the old tenant is not handed out with the new tenant's URL either.
+        let active = if url_moved_away {
+            None
+        } else {
+            self.restore_minted(profile).await
+        };
         let store_failed = load_error
             .as_ref()
             .is_some_and(|e| e.code == "store_unavailable");

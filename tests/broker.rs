@@ -278,9 +278,17 @@ async fn secret_service_login_stores_the_primary_and_logout_revokes_everything()
     let mut revoked = broker.logout(PROFILE).await.expect("logout");
     revoked.sort();
     assert_eq!(
-        revoked, expected,
-        "logout revokes every key this machine minted"
+        revoked,
+        vec![first.key_id, second.key_id],
+        "logout revokes every key this installation minted, and only those (issue 12, finding 7: \
+         another state directory of the same user on the same host is another installation)"
     );
+    assert_eq!(
+        minted_ids(&emu),
+        vec![stray.key_id],
+        "the other installation's key is left alone"
+    );
+    other.logout(PROFILE).await.expect("the other installation logs out");
     assert!(
         minted(&emu).is_empty(),
         "zero live non-primary keys: {:?}",

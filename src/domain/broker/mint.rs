@@ -166,6 +166,7 @@ impl Broker {
         p: &Profile,
     ) -> Result<(ActiveKey, Option<BrokerError>), (BrokerError, Option<ErrorKind>)> {
         let primary_id = self.with_state(&p.name, |s| s.primary_id);
+        let primary_key_id = primary_id;
         self.measure_clock(tenant, &p.name, primary_id).await;
         let now = self.tenant_now(tenant);
         let ttl_ms = p.ttl.as_millis() as i64;
@@ -193,6 +194,8 @@ impl Broker {
                     retire_at_ms: None,
                     state: KeyState::Pending,
                     note: None,
+                    base_url: Some(tenant.base_url().trim_end_matches('/').to_string()),
+                    primary_key_id,
                 }
             })
             .await?;
@@ -230,6 +233,7 @@ impl Broker {
                 .keys
                 .iter_mut()
                 .filter(|k| k.profile == p.name && k.state == KeyState::Active)
+                .filter(|k| k.on_tenant(tenant.base_url()))
             {
                 k.state = KeyState::Retiring;
                 k.retire_at_ms = Some((local_now + grace_ms).min(k.expires_ms));

@@ -48,11 +48,12 @@ impl Broker {
         let mut report = ReconcileReport::default();
         let mut orphans = Vec::new();
         let ledger = self.ledger_snapshot();
+        let url = tenant.base_url().to_string();
         for record in records.iter().filter(|r| tagged(r, &prefix)) {
-            let entry = ledger
-                .keys
-                .iter()
-                .find(|k| k.id == Some(record.id) || record.comment.as_deref() == Some(&k.tag));
+            let entry = ledger.keys.iter().find(|k| {
+                (k.id == Some(record.id) && k.on_tenant(&url))
+                    || record.comment.as_deref() == Some(&k.tag)
+            });
             let keep = match entry {
                 // The active key counts only if we hold its secret (a memory store forgets).
                 Some(k) if k.state == KeyState::Active => active_id == Some(record.id),
@@ -71,7 +72,9 @@ impl Broker {
         let _ =
             self.update_ledger(|l| {
                 for k in l.keys.iter_mut().filter(|k| {
-                    k.profile == profile && k.created_ms < listed_at - LISTING_MARGIN_MS
+                    k.profile == profile
+                        && k.on_tenant(&url)
+                        && k.created_ms < listed_at - LISTING_MARGIN_MS
                 }) {
                     let gone = match k.id {
                         Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
@@ -95,6 +98,19 @@ impl Broker {
                         }
                     }
                 }
+                // Keys minted on a tenant the profile no longer uses (the config or the
+                // environment moved it without a login): never touched here; forgotten once
+                // they have expired.
+                let local_now = self.now();
+                for k in l.keys.iter_mut().filter(|k| {
+                    k.profile == profile
+                        && k.state != KeyState::Revoked
+                        && !k.on_tenant(&url)
+                        && k.expires_ms <= local_now
+                }) {
+                    k.state = KeyState::Revoked;
+                    k.note = Some("expired on a tenant this profile no longer uses".into());
+                }
             });
         if active_id.is_some_and(|id| report.forgotten.contains(&id)) {
             self.with_state(profile, |s| s.active = None);
@@ -102,7 +118,7 @@ impl Broker {
         }
         // Live keys beyond the cap: oldest retiring first.
         let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
-            l.live(profile)
+            l.live(profile, &url)
                 .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
                 .cloned()
                 .collect()
@@ -151,12 +167,14 @@ impl Broker {
         profile: &str,
         now: i64,
     ) -> Result<Vec<KeyRecord>, TenantError> {
+        let url = tenant.base_url().to_string();
         let (ids, pending_expiries) = self.with_ledger(|l| {
-            let ids = l.live_ids(profile);
+            let ids = l.live_ids(profile, &url);
             let pending: Vec<i64> = l
                 .keys
                 .iter()
                 .filter(|k| k.profile == profile && k.state == KeyState::Pending && k.id.is_none())
+                .filter(|k| k.on_tenant(&url))
                 .map(|k| k.expires_ms)
                 .collect();
             (ids, pending)

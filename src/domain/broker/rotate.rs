@@ -49,7 +49,7 @@ impl Broker {
             .await;
         self.with_state(profile, |s| s.active = None);
         let _ = self.update_ledger(|l| {
-            if let Some(k) = l.by_id_mut(key_id) {
+            if let Some(k) = l.by_id_mut(key_id, tenant.base_url()) {
                 k.state = KeyState::Revoked;
             }
         });

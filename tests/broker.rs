@@ -288,7 +288,10 @@ async fn secret_service_login_stores_the_primary_and_logout_revokes_everything()
         vec![stray.key_id],
         "the other installation's key is left alone"
     );
-    other.logout(PROFILE).await.expect("the other installation logs out");
+    other
+        .logout(PROFILE)
+        .await
+        .expect("the other installation logs out");
     assert!(
         minted(&emu).is_empty(),
         "zero live non-primary keys: {:?}",

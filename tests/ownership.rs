@@ -121,7 +121,11 @@ fn delete_fails(emu: &Emulator, fail: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_a_profile_to_another_tenant_never_deletes_the_colliding_ids_there() {
     let (a, b) = (emulator().await, emulator().await);
-    assert_eq!(a.primary_key_id(), b.primary_key_id(), "ids collide by design");
+    assert_eq!(
+        a.primary_key_id(),
+        b.primary_key_id(),
+        "ids collide by design"
+    );
     let clock = Arc::new(ManualClock::default());
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -199,7 +203,10 @@ async fn re_login_to_another_tenant_revokes_the_old_keys_on_the_old_tenant() {
     );
     assert!(live_minted(&a).is_empty(), "A's keys revoked on A");
     let on_b = broker.credentials(PROFILE, Duration::ZERO).await.unwrap();
-    assert_eq!(on_b.base_url.trim_end_matches('/'), b.base_url().trim_end_matches('/'));
+    assert_eq!(
+        on_b.base_url.trim_end_matches('/'),
+        b.base_url().trim_end_matches('/')
+    );
     broker.logout(PROFILE).await.unwrap();
     for id in &victims {
         assert!(is_live(&b, *id), "B's key {id} survives");
@@ -215,7 +222,11 @@ async fn re_login_to_another_tenant_revokes_the_old_keys_on_the_old_tenant() {
         "{:?}",
         outcome.notes
     );
-    assert_eq!(broker.outbox_len(), 0, "nothing of A's waits to be sent to B");
+    assert_eq!(
+        broker.outbox_len(),
+        0,
+        "nothing of A's waits to be sent to B"
+    );
     broker.logout(PROFILE).await.unwrap();
     for id in &victims {
         assert!(is_live(&b, *id), "B's key {id} survives");
@@ -257,8 +268,14 @@ async fn logout_in_one_installation_leaves_another_installations_key_live() {
 
     let revoked = one.logout(PROFILE).await.unwrap();
     assert_eq!(revoked, vec![mine.key_id], "only this installation's key");
-    assert!(is_live(&emu, theirs.key_id), "the other installation's key is live");
-    assert!(is_live(&emu, copied), "a key created by someone else is live");
+    assert!(
+        is_live(&emu, theirs.key_id),
+        "the other installation's key is live"
+    );
+    assert!(
+        is_live(&emu, copied),
+        "a key created by someone else is live"
+    );
     assert!(!is_live(&emu, mine.key_id));
     two.revoke(PROFILE, true).await.unwrap();
     assert!(!is_live(&emu, theirs.key_id));

@@ -51,7 +51,8 @@ pub struct LedgerKey {
 
 /// Two spellings of one tenant URL (a trailing slash, letter case) are the same tenant.
 pub fn same_tenant(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
 /// Whether an entry recorded with `recorded` belongs to the tenant at `base_url`. Entries of old

@@ -59,6 +59,28 @@ pub fn check_private(path: &Path, want_dir: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Read at most `cap` bytes of the regular file at `path`, as a hostile repository cannot abuse:
+/// a symlink is refused (`O_NOFOLLOW`), as is anything but a regular file (a FIFO, a device such
+/// as `/dev/zero`), without blocking on it (`O_NONBLOCK`); the size is what is read, never what
+/// `st_size` claims (a `/proc` file says 0 and is endless).
+pub fn read_regular_capped(path: &Path, cap: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap as u64).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Write `bytes` to `path` atomically: a 0600 temporary file with an unpredictable name in the
 /// same (private) directory, fsync, then rename over the target. A crash leaves either the old
 /// or the new file, never half; a stale temporary file (or one planted under a guessable name)
@@ -148,8 +170,38 @@ mod tests {
         fs::write(&stale, b"stale").unwrap();
         write_private_atomic(&file, b"new").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"new");
-        assert!(!write_private_new(&file, b"other").unwrap(), "never clobbers");
+        assert!(
+            !write_private_new(&file, b"other").unwrap(),
+            "never clobbers"
+        );
         assert_eq!(fs::read(&file).unwrap(), b"new");
+    }
+
+    /// Finding 5 (issue 12): links, FIFOs and devices are refused without blocking; reads stop
+    /// at the cap whatever the size says.
+    #[test]
+    fn capped_reads_refuse_links_fifos_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"0123456789").unwrap();
+        assert_eq!(read_regular_capped(&plain, 4).unwrap(), b"0123");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        assert!(read_regular_capped(&link, 4).is_err(), "a symlink");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(
+            read_regular_capped(&fifo, 4).is_err(),
+            "a FIFO, without blocking"
+        );
+        assert!(read_regular_capped(Path::new("/dev/zero"), 4).is_err());
+        assert_eq!(
+            read_regular_capped(Path::new("/proc/self/status"), 4)
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]

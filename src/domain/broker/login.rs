@@ -123,8 +123,9 @@ impl Broker {
     /// outcome says so. Their ids are never sent to the new tenant, where they are someone
     /// else's keys.
     async fn leave_old_tenant(&self, profile: &str, new_url: &str) -> Vec<String> {
-        let (old_url, old_tenant) =
-            self.with_state(profile, |s| (s.base_url.clone(), s.tenant.clone().filter(|_| !s.refused)));
+        let (old_url, old_tenant) = self.with_state(profile, |s| {
+            (s.base_url.clone(), s.tenant.clone().filter(|_| !s.refused))
+        });
         let Some(old_url) = old_url.filter(|u| !same_tenant(u, new_url)) else {
             return Vec::new();
         };
@@ -137,13 +138,16 @@ impl Broker {
                 .await;
         }
         let left = self.update_ledger(|l| {
-            l.outbox.retain(|o| !(o.profile == profile && o.on_tenant(&old_url)));
+            l.outbox
+                .retain(|o| !(o.profile == profile && o.on_tenant(&old_url)));
             let mut left = Vec::new();
             for k in l.keys.iter_mut().filter(|k| {
                 k.profile == profile && k.state != KeyState::Revoked && k.on_tenant(&old_url)
             }) {
                 k.state = KeyState::Revoked;
-                k.note = Some(format!("left to expire on {old_url}: logged in to another tenant"));
+                k.note = Some(format!(
+                    "left to expire on {old_url}: logged in to another tenant"
+                ));
                 left.push((k.id, k.expires_ms));
             }
             left

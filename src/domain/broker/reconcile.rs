@@ -69,49 +69,48 @@ impl Broker {
         // Only keys older than the listing can be judged by it.
         let listed: Vec<i64> = records.iter().map(|r| r.id).collect();
         let mut unresolved = false;
-        let _ =
-            self.update_ledger(|l| {
-                for k in l.keys.iter_mut().filter(|k| {
-                    k.profile == profile
-                        && k.on_tenant(&url)
-                        && k.created_ms < listed_at - LISTING_MARGIN_MS
-                }) {
-                    let gone = match k.id {
-                        Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
-                        // Pending without an id and not on the tenant: generate never landed, unless
-                        // it is still in flight (a killed process's request can land after it died):
-                        // look again soon, and give up once no request could still be in flight.
-                        None if k.state == KeyState::Pending
-                            && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
-                        {
-                            let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
-                            unresolved |= !settled;
-                            settled
-                        }
-                        None => false,
-                    };
-                    if gone {
-                        k.state = KeyState::Revoked;
-                        k.note = Some("not on the tenant".into());
-                        if let Some(id) = k.id {
-                            report.forgotten.push(id);
-                        }
+        let _ = self.update_ledger(|l| {
+            for k in l.keys.iter_mut().filter(|k| {
+                k.profile == profile
+                    && k.on_tenant(&url)
+                    && k.created_ms < listed_at - LISTING_MARGIN_MS
+            }) {
+                let gone = match k.id {
+                    Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
+                    // Pending without an id and not on the tenant: generate never landed, unless
+                    // it is still in flight (a killed process's request can land after it died):
+                    // look again soon, and give up once no request could still be in flight.
+                    None if k.state == KeyState::Pending
+                        && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
+                    {
+                        let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
+                        unresolved |= !settled;
+                        settled
+                    }
+                    None => false,
+                };
+                if gone {
+                    k.state = KeyState::Revoked;
+                    k.note = Some("not on the tenant".into());
+                    if let Some(id) = k.id {
+                        report.forgotten.push(id);
                     }
                 }
-                // Keys minted on a tenant the profile no longer uses (the config or the
-                // environment moved it without a login): never touched here; forgotten once
-                // they have expired.
-                let local_now = self.now();
-                for k in l.keys.iter_mut().filter(|k| {
-                    k.profile == profile
-                        && k.state != KeyState::Revoked
-                        && !k.on_tenant(&url)
-                        && k.expires_ms <= local_now
-                }) {
-                    k.state = KeyState::Revoked;
-                    k.note = Some("expired on a tenant this profile no longer uses".into());
-                }
-            });
+            }
+            // Keys minted on a tenant the profile no longer uses (the config or the
+            // environment moved it without a login): never touched here; forgotten once
+            // they have expired.
+            let local_now = self.now();
+            for k in l.keys.iter_mut().filter(|k| {
+                k.profile == profile
+                    && k.state != KeyState::Revoked
+                    && !k.on_tenant(&url)
+                    && k.expires_ms <= local_now
+            }) {
+                k.state = KeyState::Revoked;
+                k.note = Some("expired on a tenant this profile no longer uses".into());
+            }
+        });
         if active_id.is_some_and(|id| report.forgotten.contains(&id)) {
             self.with_state(profile, |s| s.active = None);
             let _ = self.inner.store.delete(&minted_account(profile)).await;

@@ -101,7 +101,10 @@ impl Broker {
         let pending: Vec<i64> = if result.is_ok() {
             targets.clone()
         } else {
-            ids.iter().copied().filter(|id| !foreign.contains(id)).collect()
+            ids.iter()
+                .copied()
+                .filter(|id| !foreign.contains(id))
+                .collect()
         };
         let now = self.now();
         let _ = self.update_ledger(|l| {
@@ -115,9 +118,9 @@ impl Broker {
                         }
                     }
                     Err(e) => {
-                        let tag = l.tag_of(id, &origin.base_url).or_else(|| {
-                            listed_tag(&expected, id).map(str::to_string)
-                        });
+                        let tag = l
+                            .tag_of(id, &origin.base_url)
+                            .or_else(|| listed_tag(&expected, id).map(str::to_string));
                         if let Some(k) = l.by_id_mut(id, &origin.base_url)
                             && k.state != KeyState::Revoked
                         {
@@ -269,8 +272,11 @@ fn created_by(r: &KeyRecord, creator: Option<&str>) -> bool {
 }
 
 fn listed_tag(expected: &[(i64, Expect)], id: i64) -> Option<&str> {
-    expected.iter().find(|(i, _)| *i == id).and_then(|(_, e)| match e {
-        Expect::Tag(t) => Some(t.as_str()),
-        Expect::Prefix => None,
-    })
+    expected
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, e)| match e {
+            Expect::Tag(t) => Some(t.as_str()),
+            Expect::Prefix => None,
+        })
 }

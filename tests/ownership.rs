@@ -281,3 +281,32 @@ async fn logout_in_one_installation_leaves_another_installations_key_live() {
     assert!(!is_live(&emu, theirs.key_id));
     assert!(is_live(&emu, copied));
 }
+
+/// Finding 8 (issue 12): with the ledger deleted (not corrupt: missing), the keys it knew stay
+/// live on the tenant unless the next start searches the tenant for our tags, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_ledger_makes_the_next_start_search_for_our_tags_once() {
+    let emu = emulator().await;
+    let clock = Arc::new(ManualClock::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first = broker(&clock, &state, &Store::memory(), Some(primary_of(&emu)));
+    let lost = first.credentials(PROFILE, Duration::ZERO).await.unwrap();
+    drop(first);
+    std::fs::remove_file(state.join("ledger.json")).unwrap();
+
+    let second = broker(&clock, &state, &Store::memory(), Some(primary_of(&emu)));
+    let report = second.reconcile(PROFILE).await.unwrap();
+    assert_eq!(
+        report.revoked,
+        vec![lost.key_id],
+        "the forgotten key is found by its tag"
+    );
+    assert!(live_minted(&emu).is_empty());
+    let lists = emu.calls().list;
+    second.reconcile(PROFILE).await.unwrap();
+    assert!(
+        emu.calls().list - lists <= 1,
+        "the full search happens once"
+    );
+}

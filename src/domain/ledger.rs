@@ -251,6 +251,9 @@ pub struct LedgerFile {
     path: PathBuf,
     /// Set when the file on disk was unreadable at load and was moved aside.
     pub recovered_from: Option<PathBuf>,
+    /// Set when there was no file at load: a first start, or a ledger lost (deleted, a wiped
+    /// state directory restored in part). Either way the tenant is searched for our tags once.
+    pub missing_at_load: bool,
 }
 
 impl LedgerFile {
@@ -258,6 +261,7 @@ impl LedgerFile {
         LedgerFile {
             path: state_dir.join("ledger.json"),
             recovered_from: None,
+            missing_at_load: false,
         }
     }
 
@@ -273,6 +277,7 @@ impl LedgerFile {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.missing_at_load = true;
                 return Ok(Ledger {
                     version: 1,
                     ..Default::default()

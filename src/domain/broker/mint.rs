@@ -66,16 +66,21 @@ impl Broker {
         if let Some(c) = self.valid_active(profile, min_valid_ms) {
             return Ok(c);
         }
-        // After a transient failure, callers get the error until the backoff ends: no tight loop.
+        self.backoff(profile)?;
+        self.mint_now(profile, false).await
+    }
+
+    /// After a transient failure, callers get the error until the backoff ends: no tight loop.
+    pub(super) fn backoff(&self, profile: &str) -> Result<(), BrokerError> {
         let backoff = self.with_state(profile, |s| {
             (s.failures > 0 && self.now() < s.retry_after_ms)
                 .then(|| s.last_error.clone())
                 .flatten()
         });
-        if let Some(e) = backoff {
-            return Err(e);
+        match backoff {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        self.mint_now(profile, false).await
     }
 
     /// Mint, with the mint lock held, and record the outcome in the profile's state.
@@ -112,6 +117,14 @@ impl Broker {
         self.emit_status(profile);
 
         let result = self.mint_verified(&tenant, &p).await;
+        if result.is_ok() {
+            // Enforce `max_live_keys` now, not at the next hourly reconcile.
+            let excess = self.over_cap(&p, tenant.base_url());
+            if !excess.is_empty() {
+                self.revoke_ids(&tenant, profile, &excess, "over max_live_keys")
+                    .await;
+            }
+        }
 
         let now = self.now();
         self.with_state(profile, |s| {

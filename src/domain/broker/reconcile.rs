@@ -115,18 +115,7 @@ impl Broker {
             self.with_state(profile, |s| s.active = None);
             let _ = self.inner.store.delete(&minted_account(profile)).await;
         }
-        // Live keys beyond the cap: oldest retiring first.
-        let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
-            l.live(profile, &url)
-                .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
-                .cloned()
-                .collect()
-        });
-        live.sort_by_key(|k| k.generation);
-        let allowed_retiring = p.max_live_keys.saturating_sub(1);
-        while live.len() > allowed_retiring {
-            orphans.push(live.remove(0).id.unwrap_or_default());
-        }
+        orphans.extend(self.over_cap(&p, &url));
         orphans.sort();
         orphans.dedup();
         if !orphans.is_empty() {
@@ -178,10 +167,13 @@ impl Broker {
                 .collect();
             (ids, pending)
         });
+        let file = &self.inner.ledger_file;
+        let lost = (file.recovered_from.is_some() || file.missing_at_load)
+            && !self.with_state(profile, |s| s.full_scan_done);
         let mut records = Vec::new();
         if !ids.is_empty() {
             records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
-        } else if !tenant.clock_offset_known() {
+        } else if !tenant.clock_offset_known() && !lost {
             // Nothing to look up, but the first mint needs the tenant's clock: read the Primary
             // key's own record now (the mint waits for this listing instead of probing itself).
             let primary = self
@@ -204,8 +196,8 @@ impl Broker {
             ];
             records.extend(tenant.list(window).await?);
         }
-        let lost = self.inner.ledger_file.recovered_from.is_some()
-            && !self.with_state(profile, |s| s.full_scan_done);
+        // Once after the ledger was lost (or missing: its absence cannot tell a first start from
+        // a loss), every unexpired key, to find our tags; it measures the clock on the way.
         if lost {
             records.extend(tenant.list(vec![unexpired(now)]).await?);
             self.with_state(profile, |s| s.full_scan_done = true);
@@ -213,6 +205,21 @@ impl Broker {
         records.sort_by_key(|r| r.id);
         records.dedup_by_key(|r| r.id);
         Ok(records)
+    }
+
+    /// Retiring keys beyond `max_live_keys` (the active key counts as one), oldest first: the
+    /// cap holds even for keys still in use.
+    pub(super) fn over_cap(&self, p: &Profile, url: &str) -> Vec<i64> {
+        let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
+            l.live(&p.name, url)
+                .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
+                .cloned()
+                .collect()
+        });
+        live.sort_by_key(|k| k.generation);
+        let allowed_retiring = p.max_live_keys.saturating_sub(1);
+        let excess = live.len().saturating_sub(allowed_retiring);
+        live.iter().take(excess).filter_map(|k| k.id).collect()
     }
 
     pub(super) fn note_failure(&self, profile: &str, e: &TenantError) {

@@ -278,9 +278,20 @@ async fn secret_service_login_stores_the_primary_and_logout_revokes_everything()
     let mut revoked = broker.logout(PROFILE).await.expect("logout");
     revoked.sort();
     assert_eq!(
-        revoked, expected,
-        "logout revokes every key this machine minted"
+        revoked,
+        vec![first.key_id, second.key_id],
+        "logout revokes every key this installation minted, and only those (issue 12, finding 7: \
+         another state directory of the same user on the same host is another installation)"
     );
+    assert_eq!(
+        minted_ids(&emu),
+        vec![stray.key_id],
+        "the other installation's key is left alone"
+    );
+    other
+        .logout(PROFILE)
+        .await
+        .expect("the other installation logs out");
     assert!(
         minted(&emu).is_empty(),
         "zero live non-primary keys: {:?}",
@@ -1355,4 +1366,59 @@ async fn daemon_crash_before_generate_mints_nothing_and_restart_resolves_the_ent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_crash_after_store_is_recovered_at_restart() {
     crash_and_recover("after-store").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12, finding 8: the cap and the backoff hold everywhere
+
+/// `max_live_keys` was enforced only by the hourly reconcile: rotations while scans hold the
+/// old keys piled up live keys. It now holds right after each rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_live_keys_holds_right_after_each_rotation() {
+    let rig = Rig::start().await;
+    let (b, emu) = (&rig.broker, &rig.emu);
+    let k1 = rig.creds().await;
+    let _l1 = b.lease(PROFILE, k1.key_id);
+    let k2 = b.rotate(PROFILE).await.unwrap();
+    let _l2 = b.lease(PROFILE, k2.key_id);
+    assert_eq!(minted_ids(emu).len(), 2, "two live keys: the cap (2)");
+    let k3 = b.rotate(PROFILE).await.unwrap();
+    assert_eq!(
+        minted_ids(emu),
+        vec![k2.key_id, k3.key_id],
+        "the oldest went at once, though still leased"
+    );
+}
+
+/// `scan_failed` minted at once even while a failed mint's backoff ran: every scanner in a retry
+/// loop hammered a failing tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_failed_respects_the_backoff_of_a_failed_mint() {
+    let rig = Rig::start().await;
+    let (b, emu) = (&rig.broker, &rig.emu);
+    let mut faults = Faults::default();
+    faults.failures.insert(
+        "generate".into(),
+        Failure {
+            kind: FailureKind::Status(503),
+            rate: 1.0,
+        },
+    );
+    emu.set_faults(faults);
+    refused(b.credentials(PROFILE, ZERO).await, "generate fails");
+    let generates = emu.calls().generate;
+    for _ in 0..5 {
+        refused(b.scan_failed(PROFILE, 1).await, "in backoff");
+    }
+    assert_eq!(
+        emu.calls().generate,
+        generates,
+        "no mint during the backoff"
+    );
+    emu.set_faults(Faults::default());
+    advance(&rig.clock, 11 * MIN_MS);
+    assert!(matches!(
+        b.scan_failed(PROFILE, 1).await,
+        Ok(ScanFailure::Replaced(_))
+    ));
 }

@@ -87,8 +87,10 @@ async fn ci_job_gets_one_verified_key_revoked_at_the_end_and_prints_no_secret() 
     assert_eq!(keys.len(), 1, "one key for one job: {keys:?}");
     let key = &keys[0];
     assert!(
-        key.comment
-            .starts_with("scanmint ci/github/4242/scan default "),
+        // `scanmint <job>#<installation> <profile> <random>`: a job's throwaway state directory
+        // makes each job its own installation.
+        key.comment.starts_with("scanmint ci/github/4242/scan#")
+            && key.comment.split(' ').nth(2) == Some("default"),
         "the tag names the job: {:?}",
         key.comment
     );

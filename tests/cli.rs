@@ -419,7 +419,8 @@ async fn managed_cortex_env_is_written_rotated_removed_and_never_clobbers() {
     assert!(
         std::fs::read_to_string(&file)
             .unwrap()
-            .starts_with("# managed by scanmint")
+            .starts_with("SCANMINT_MANAGED=1\n"),
+        "the managed file is marked by a variable (issue 11)"
     );
 
     let rotated = s

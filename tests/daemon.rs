@@ -356,8 +356,12 @@ async fn literal_keys_get_a_diagnostic_and_a_quick_fix_updated_from_disk() {
         .await;
     let edit = &actions[0]["edit"]["changes"][uri.as_str()][0];
     assert_eq!(actions[0]["kind"], "quickfix");
-    assert_eq!(edit["range"]["start"], json!({ "line": 1, "character": 0 }));
-    assert_eq!(edit["range"]["end"], json!({ "line": 2, "character": 0 }));
+    // Only the value goes (issue 12, finding 8): `CORTEX_API_KEY=` stays, the file stays valid.
+    assert_eq!(
+        edit["range"]["start"],
+        json!({ "line": 1, "character": 15 })
+    );
+    assert_eq!(edit["range"]["end"], json!({ "line": 1, "character": 37 }));
     assert_eq!(edit["newText"], "");
 
     // The user removes the key on disk: the diagnostic goes away.

@@ -269,7 +269,17 @@ async fn revoke_job_keys(job: &JobBroker) {
             Err(e) => last = Some(e.message),
         }
     }
-    let live: Vec<i64> = job.broker.ledger_snapshot().live_ids(&job.profile);
+    let base_url = job
+        .broker
+        .config()
+        .profiles
+        .get(&job.profile)
+        .and_then(|p| p.base_url.clone())
+        .unwrap_or_default();
+    let live: Vec<i64> = job
+        .broker
+        .ledger_snapshot()
+        .live_ids(&job.profile, &base_url);
     eprintln!(
         "scanmint: could not revoke the job's key(s) {live:?}: {}; they expire on their own within the key's ttl, and `scanmint revoke --all --older-than 1h` from a scheduled job sweeps them",
         last.unwrap_or_default()

@@ -148,6 +148,20 @@ pub fn expand_home(path: &Path) -> PathBuf {
     }
 }
 
+/// A path from the config file: `~/` is the home directory, and a relative path is relative to
+/// the config file's own directory, never to the working directory of whichever process
+/// started the daemon (a workspace's terminal, say).
+fn beside_config(config: &Path, path: &Path) -> PathBuf {
+    let path = expand_home(path);
+    if path.is_absolute() {
+        return path;
+    }
+    match config.parent() {
+        Some(dir) => dir.join(path),
+        None => path,
+    }
+}
+
 impl Config {
     /// Read the config file (`SCANMINT_CONFIG`, else `$XDG_CONFIG_HOME/scanmint/config.toml`),
     /// then apply environment overrides. A missing file means all defaults.
@@ -155,6 +169,8 @@ impl Config {
         let path = std::env::var_os("SCANMINT_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| config_dir().join("config.toml"));
+        // Relative paths in the file are relative to it: anchor it once, here.
+        let path = std::path::absolute(&path).unwrap_or(path);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -211,8 +227,8 @@ impl Config {
             if let Some(v) = p.store {
                 profile.store = v;
             }
-            profile.ca_file = p.ca_file.map(|f| expand_home(&f));
-            profile.cortex_env = p.cortex_env.map(|f| expand_home(&f));
+            profile.ca_file = p.ca_file.map(|f| beside_config(path, &f));
+            profile.cortex_env = p.cortex_env.map(|f| beside_config(path, &f));
             if let Some(v) = p.prefetch {
                 profile.prefetch = v;
             }
@@ -357,6 +373,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/x/config.toml"), text)
+    }
+
+    /// Finding 8 (issue 12): relative paths resolved against the daemon's working directory.
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let c = parse(
+            "[profile.p]\nca_file = \"certs/ca.pem\"\ncortex_env = \"../w/cortex.env\"\n[profile.q]\nca_file = \"/abs/ca.pem\"\n",
+        )
+        .unwrap();
+        let p = c.profile(Some("p"));
+        assert_eq!(p.ca_file.unwrap(), Path::new("/etc/x/certs/ca.pem"));
+        assert_eq!(p.cortex_env.unwrap(), Path::new("/etc/x/../w/cortex.env"));
+        assert_eq!(
+            c.profile(Some("q")).ca_file.unwrap(),
+            Path::new("/abs/ca.pem")
+        );
     }
 
     #[test]

@@ -40,6 +40,33 @@ pub struct LedgerKey {
     /// Why it ended, for people reading the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The tenant that minted it: deletes go there and nowhere else (key ids are small integers
+    /// that another tenant reuses). `None` only in ledgers written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The Primary key that minted it (for people, and to tell logins apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key_id: Option<i64>,
+}
+
+/// Two spellings of one tenant URL (a trailing slash, letter case) are the same tenant.
+pub fn same_tenant(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// Whether an entry recorded with `recorded` belongs to the tenant at `base_url`. Entries of old
+/// ledgers carry no tenant: nothing else is known about them, so they are taken to belong to
+/// the profile's current tenant; every delete still checks the tenant lists the id with our
+/// exact tag first, so a wrong guess deletes nothing.
+fn on_tenant(recorded: Option<&str>, base_url: &str) -> bool {
+    recorded.is_none_or(|u| same_tenant(u, base_url))
+}
+
+impl LedgerKey {
+    pub fn on_tenant(&self, base_url: &str) -> bool {
+        on_tenant(self.base_url.as_deref(), base_url)
+    }
 }
 
 /// A delete that failed and waits to be retried.
@@ -47,6 +74,14 @@ pub struct LedgerKey {
 pub struct OutboxItem {
     pub id: i64,
     pub profile: String,
+    /// The tenant the delete must go to (see [`LedgerKey::base_url`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key_id: Option<i64>,
+    /// The exact comment the tenant must list with the id before it is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     pub attempts: u32,
     pub next_try_ms: i64,
     pub last_error: String,
@@ -67,6 +102,19 @@ pub struct Ledger {
 /// Revoked entries are kept this long for people to read, then dropped.
 const KEEP_REVOKED_MS: i64 = 7 * 24 * 3600 * 1000;
 
+impl OutboxItem {
+    pub fn on_tenant(&self, base_url: &str) -> bool {
+        on_tenant(self.base_url.as_deref(), base_url)
+    }
+}
+
+/// Where a key lives: the tenant's URL and the Primary key that minted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub base_url: String,
+    pub primary_key_id: Option<i64>,
+}
+
 impl Ledger {
     pub fn next_generation(&mut self, profile: &str) -> u64 {
         let g = self.generations.entry(profile.to_string()).or_insert(0);
@@ -79,33 +127,53 @@ impl Ledger {
         self.keys.iter_mut().find(|k| k.tag == tag)
     }
 
-    pub fn by_id_mut(&mut self, id: i64) -> Option<&mut LedgerKey> {
-        self.keys.iter_mut().find(|k| k.id == Some(id))
+    /// The entry of key `id` minted on the tenant at `base_url` (ids repeat across tenants).
+    pub fn by_id_mut(&mut self, id: i64, base_url: &str) -> Option<&mut LedgerKey> {
+        self.keys
+            .iter_mut()
+            .find(|k| k.id == Some(id) && k.on_tenant(base_url))
     }
 
-    pub fn active(&self, profile: &str) -> Option<&LedgerKey> {
+    /// The active key of `profile` on the tenant at `base_url`.
+    pub fn active(&self, profile: &str, base_url: &str) -> Option<&LedgerKey> {
         self.keys
             .iter()
             .filter(|k| k.profile == profile && k.state == KeyState::Active)
+            .filter(|k| k.on_tenant(base_url))
             .max_by_key(|k| k.generation)
     }
 
-    /// Keys of `profile` that may still work on the tenant (not known to be revoked).
-    pub fn live(&self, profile: &str) -> impl Iterator<Item = &LedgerKey> {
-        self.keys
-            .iter()
-            .filter(move |k| k.profile == profile && k.state != KeyState::Revoked)
+    /// Keys of `profile` on the tenant at `base_url` that may still work (not known revoked).
+    pub fn live<'a>(
+        &'a self,
+        profile: &'a str,
+        base_url: &'a str,
+    ) -> impl Iterator<Item = &'a LedgerKey> {
+        self.keys.iter().filter(move |k| {
+            k.profile == profile && k.state != KeyState::Revoked && k.on_tenant(base_url)
+        })
     }
 
-    /// Ids of keys of `profile` that may still work on the tenant: live ones and queued deletes.
-    pub fn live_ids(&self, profile: &str) -> Vec<i64> {
+    /// Keys of `profile` minted on another tenant than `base_url` and not known revoked.
+    pub fn live_elsewhere(&self, profile: &str, base_url: &str) -> Vec<LedgerKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.profile == profile && k.state != KeyState::Revoked)
+            .filter(|k| !k.on_tenant(base_url))
+            .cloned()
+            .collect()
+    }
+
+    /// Ids of keys of `profile` on the tenant at `base_url` that may still work: live ones and
+    /// queued deletes.
+    pub fn live_ids(&self, profile: &str, base_url: &str) -> Vec<i64> {
         let mut ids: Vec<i64> = self
-            .live(profile)
+            .live(profile, base_url)
             .filter_map(|k| k.id)
             .chain(
                 self.outbox
                     .iter()
-                    .filter(|o| o.profile == profile)
+                    .filter(|o| o.profile == profile && o.on_tenant(base_url))
                     .map(|o| o.id),
             )
             .collect();
@@ -114,15 +182,52 @@ impl Ledger {
         ids
     }
 
-    pub fn queue_delete(&mut self, id: i64, profile: &str, error: &str, next_try_ms: i64) {
-        if let Some(item) = self.outbox.iter_mut().find(|o| o.id == id) {
+    /// The exact comment key `id` on the tenant at `base_url` was minted with, if we know it.
+    pub fn tag_of(&self, id: i64, base_url: &str) -> Option<String> {
+        self.keys
+            .iter()
+            .find(|k| k.id == Some(id) && k.on_tenant(base_url))
+            .map(|k| k.tag.clone())
+            .or_else(|| {
+                self.outbox
+                    .iter()
+                    .find(|o| o.id == id && o.on_tenant(base_url))
+                    .and_then(|o| o.tag.clone())
+            })
+    }
+
+    /// Forget a queued delete of key `id` on the tenant at `base_url`.
+    pub fn unqueue(&mut self, id: i64, base_url: &str) {
+        self.outbox
+            .retain(|o| !(o.id == id && o.on_tenant(base_url)));
+    }
+
+    pub fn queue_delete(
+        &mut self,
+        id: i64,
+        profile: &str,
+        origin: &Origin,
+        tag: Option<String>,
+        error: &str,
+        next_try_ms: i64,
+    ) {
+        if let Some(item) = self
+            .outbox
+            .iter_mut()
+            .find(|o| o.id == id && o.on_tenant(&origin.base_url))
+        {
             item.attempts = item.attempts.saturating_add(1);
             item.next_try_ms = next_try_ms;
             item.last_error = error.to_string();
+            item.base_url = Some(origin.base_url.clone());
+            item.tag = item.tag.take().or(tag);
         } else {
             self.outbox.push(OutboxItem {
                 id,
                 profile: profile.to_string(),
+                base_url: Some(origin.base_url.clone()),
+                primary_key_id: origin.primary_key_id,
+                tag,
                 attempts: 1,
                 next_try_ms,
                 last_error: error.to_string(),
@@ -146,6 +251,9 @@ pub struct LedgerFile {
     path: PathBuf,
     /// Set when the file on disk was unreadable at load and was moved aside.
     pub recovered_from: Option<PathBuf>,
+    /// Set when there was no file at load: a first start, or a ledger lost (deleted, a wiped
+    /// state directory restored in part). Either way the tenant is searched for our tags once.
+    pub missing_at_load: bool,
 }
 
 impl LedgerFile {
@@ -153,6 +261,7 @@ impl LedgerFile {
         LedgerFile {
             path: state_dir.join("ledger.json"),
             recovered_from: None,
+            missing_at_load: false,
         }
     }
 
@@ -168,6 +277,7 @@ impl LedgerFile {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.missing_at_load = true;
                 return Ok(Ledger {
                     version: 1,
                     ..Default::default()
@@ -196,6 +306,35 @@ impl LedgerFile {
         }
     }
 
+    /// This installation's random id, made once and kept 0600 beside the ledger. It goes into
+    /// every comment tag, so that logout and `revoke --all` touch only this installation's keys,
+    /// not those of another container or state directory of the same user on the same host.
+    pub fn installation_id(&self) -> std::io::Result<String> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fsutil::ensure_private_dir(dir)?;
+        let path = dir.join("installation-id");
+        loop {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let id = text.trim();
+                    if id.len() >= 12 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        return Ok(id.to_string());
+                    }
+                    return Err(std::io::Error::other(format!(
+                        "{} does not hold an installation id; remove it and scanmint makes a new one (keys minted under the old id are then left to expire)",
+                        path.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let id = crate::domain::secret::random_alphanumeric(16);
+                    // Another process may create it first: then read theirs.
+                    fsutil::write_private_new(&path, format!("{id}\n").as_bytes())?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub fn save(&self, ledger: &Ledger) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(ledger).map_err(std::io::Error::other)?;
         fsutil::write_private_atomic(&self.path, &bytes)
@@ -219,6 +358,8 @@ mod tests {
             retire_at_ms: None,
             state,
             note: None,
+            base_url: None,
+            primary_key_id: None,
         }
     }
 
@@ -251,10 +392,46 @@ mod tests {
         assert_eq!(ledger.keys.len(), 1, "expires at the end of time: kept");
         ledger.generations.insert("p".into(), u64::MAX);
         assert_eq!(ledger.next_generation("p"), u64::MAX);
-        ledger.queue_delete(1, "p", "e", 0);
+        let origin = Origin {
+            base_url: "https://a".into(),
+            primary_key_id: Some(1),
+        };
+        ledger.queue_delete(1, "p", &origin, None, "e", 0);
         ledger.outbox[0].attempts = u32::MAX;
-        ledger.queue_delete(1, "p", "e", 0);
+        ledger.queue_delete(1, "p", &origin, None, "e", 0);
         assert_eq!(ledger.outbox[0].attempts, u32::MAX);
+    }
+
+    /// Finding 3 (issue 12): ledgers written before entries recorded their tenant still load.
+    #[test]
+    fn an_old_ledger_without_tenants_loads_and_counts_for_the_current_tenant() {
+        let old = r#"{"version":1,"keys":[{"id":7,"profile":"p","generation":1,"tag":"t",
+            "role":"r","created_ms":0,"expires_ms":10,"rotate_at_ms":6,"state":"active"}],
+            "outbox":[{"id":8,"profile":"p","attempts":1,"next_try_ms":0,"last_error":"e"}]}"#;
+        let ledger: Ledger = serde_json::from_str(old).unwrap();
+        assert_eq!(ledger.keys[0].base_url, None);
+        assert_eq!(ledger.live_ids("p", "https://now"), vec![7, 8]);
+        let mut ledger = ledger;
+        ledger.keys[0].base_url = Some("https://a/".into());
+        assert_eq!(ledger.live_ids("p", "https://A"), vec![7, 8]);
+        assert_eq!(ledger.live_ids("p", "https://b"), vec![8]);
+        assert!(ledger.by_id_mut(7, "https://b").is_none());
+    }
+
+    #[test]
+    fn the_installation_id_is_made_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LedgerFile::new(&dir.path().join("state"));
+        let id = file.installation_id().unwrap();
+        assert_eq!(file.installation_id().unwrap(), id);
+        let other = LedgerFile::new(&dir.path().join("other"));
+        assert_ne!(other.installation_id().unwrap(), id);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("state/installation-id"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -10,7 +10,22 @@ use anyhow::{Context, bail};
 use crate::domain::broker::{Broker, Event, SCAN_MIN_VALID_SECS};
 use crate::domain::secret::Secret;
 use crate::platform::fs as fsutil;
-use crate::serve::scan::MANAGED_MARKER;
+use crate::serve::scan::{MANAGED_MARKER, managed_key_id};
+
+/// The `#` comment that marked the managed file before it held only `KEY=VALUE` lines: a file
+/// of that shape from an older scanmint is still ours to rewrite or remove.
+const LEGACY_MARKER: &str =
+    "# managed by scanmint: rewritten on every rotation, deleted on logout; do not edit";
+
+/// Whether `text` is a file scanmint wrote: exactly the managed shape (marker and the three
+/// settings, nothing else). Anything else is a person's file and is never touched.
+fn written_by_us(text: &str) -> bool {
+    let current = managed_key_id(text).is_some();
+    let legacy = text
+        .strip_prefix(LEGACY_MARKER)
+        .is_some_and(|rest| managed_key_id(&format!("{MANAGED_MARKER}{rest}")).is_some());
+    current || legacy
+}
 
 /// Keeps each profile's opt-in `cortex.env` holding the current key.
 pub struct CortexEnvWriter;
@@ -85,7 +100,7 @@ pub fn write_cortex_env(
     key: &Secret,
 ) -> anyhow::Result<()> {
     if let Ok(existing) = std::fs::read_to_string(path)
-        && existing.lines().next() != Some(MANAGED_MARKER)
+        && !written_by_us(&existing)
     {
         bail!(
             "{} exists and was not written by scanmint, so it is left alone; remove its literal key (the editor offers a quick fix) or delete the file to let scanmint manage it",
@@ -103,7 +118,7 @@ pub fn write_cortex_env(
 /// Delete the managed file (only if it is ours).
 pub fn remove_managed(path: &Path) {
     if let Ok(existing) = std::fs::read_to_string(path)
-        && existing.lines().next() == Some(MANAGED_MARKER)
+        && written_by_us(&existing)
     {
         let _ = std::fs::remove_file(path);
         tracing::info!(path = %path.display(), "managed cortex.env removed");
@@ -144,5 +159,37 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "CORTEX_API_KEY=mine\n"
         );
+
+        // A person's file that starts with the marker but holds anything else stays theirs.
+        let imitation = format!("{MANAGED_MARKER}\nCORTEX_API_KEY=mine\nOTHER=1\n");
+        std::fs::write(&path, &imitation).unwrap();
+        assert!(write_cortex_env(&path, "https://t", 8, &Secret::new("k4")).is_err());
+        remove_managed(&path);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), imitation);
+
+        // A file written by an older scanmint (the `#` marker) is still ours.
+        std::fs::write(
+            &path,
+            format!("{LEGACY_MARKER}\nCORTEX_API_BASE_URL=https://t\nCORTEX_API_KEY_ID=4\nCORTEX_API_KEY=k0\n"),
+        )
+        .unwrap();
+        write_cortex_env(&path, "https://t", 9, &Secret::new("k5")).unwrap();
+    }
+
+    /// Issue 11: the managed file holds only `KEY=VALUE` lines.
+    #[test]
+    fn the_managed_file_holds_only_key_value_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cortex.env");
+        write_cortex_env(&path, "https://t", 5, &Secret::new("k1")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let (name, _) = line.split_once('=').expect("KEY=VALUE");
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{line}"
+            );
+        }
+        assert_eq!(managed_key_id(&text), Some(5));
     }
 }

@@ -5,9 +5,53 @@
 
 use std::path::{Path, PathBuf};
 
-/// The first line of a `cortex.env` that scanmint manages itself.
-pub const MANAGED_MARKER: &str =
-    "# managed by scanmint: rewritten on every rotation, deleted on logout; do not edit";
+/// The first line of a `cortex.env` that scanmint manages itself: a variable, not a `#` comment
+/// (whether the CLI reads comments in that file is undocumented; `KEY=VALUE` lines it reads).
+pub const MANAGED_MARKER: &str = "SCANMINT_MANAGED=1";
+
+/// At most this much of a file or buffer is scanned: a hostile repository's huge file costs a
+/// bounded amount of work. A literal key past the first MiB is not reported.
+pub const SCAN_CAP: usize = 1 << 20;
+/// At most this much of one line is looked at (settings lines are short).
+const LINE_CAP: usize = 16 << 10;
+/// The longest setting name we look for (`"CORTEX_API_KEY"` with its quotes).
+const MAX_NAME: usize = 16;
+
+/// The managed file's setting names, in order, after the marker.
+const MANAGED_NAMES: [&str; 3] = ["CORTEX_API_BASE_URL", "CORTEX_API_KEY_ID", "CORTEX_API_KEY"];
+
+/// The key id in `text` if it has exactly the shape scanmint writes to a managed `cortex.env`
+/// (the marker, then the three settings, nothing else). The caller still checks that the id
+/// is one of its own keys: a person's file that only imitates the marker is scanned.
+pub fn managed_key_id(text: &str) -> Option<i64> {
+    let mut lines = text.lines();
+    if lines.next()? != MANAGED_MARKER {
+        return None;
+    }
+    let mut id = None;
+    for name in MANAGED_NAMES {
+        let value = lines.next()?.strip_prefix(name)?.strip_prefix('=')?;
+        if name == "CORTEX_API_KEY_ID" {
+            id = Some(value.parse::<i64>().ok()?);
+        }
+    }
+    if lines.next().is_some() {
+        return None;
+    }
+    id
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn capped(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// A literal key on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +119,13 @@ fn is_key_name(name: &str) -> bool {
         || n == "--api-key"
 }
 
-/// Find literal keys in `text`. Files scanmint manages are skipped.
+/// Find literal keys in the first [`SCAN_CAP`] bytes of `text`, in time linear in that.
+/// (Whether a file is scanmint's own managed file is the caller's decision: see
+/// [`managed_key_id`].)
 pub fn find_literal_keys(text: &str) -> Vec<Finding> {
-    if text
-        .lines()
-        .next()
-        .is_some_and(|l| l.trim() == MANAGED_MARKER)
-    {
-        return Vec::new();
-    }
     let mut findings = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if let Some((name, start, end)) = literal_on_line(line) {
+    for (n, line) in capped(text, SCAN_CAP).lines().enumerate() {
+        if let Some((name, start, end)) = literal_on_line(capped(line, LINE_CAP)) {
             findings.push(Finding {
                 line: n as u32,
                 start: start as u32,
@@ -105,14 +144,21 @@ fn literal_on_line(line: &str) -> Option<(String, usize, usize)> {
     if trimmed.starts_with('#') || trimmed.starts_with("//") {
         return None;
     }
-    // Find the setting name, then the separator after it.
+    // Find the setting name, then the separator after it. The name is looked at no further
+    // than the longest name we know: every candidate costs a bounded amount of work, so the
+    // whole line is linear (it was quadratic on a long run of name characters).
     for (idx, _) in line.match_indices(['C', 'a', 'A', '-', '"', '\'']) {
         let rest = &line[idx..];
-        let name_len = rest
-            .find(|c: char| {
-                !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"' || c == '\'')
+        let Some(name_len) = rest
+            .bytes()
+            .take(MAX_NAME + 1)
+            .position(|c| {
+                !(c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'"' || c == b'\'')
             })
-            .unwrap_or(rest.len());
+            .or((rest.len() <= MAX_NAME).then_some(rest.len()))
+        else {
+            continue;
+        };
         let name = &rest[..name_len];
         if !is_key_name(name) {
             continue;
@@ -251,11 +297,41 @@ mod tests {
     }
 
     #[test]
-    fn managed_files_are_skipped_and_lines_are_counted() {
-        let managed = format!("{MANAGED_MARKER}\nCORTEX_API_KEY=Abc123def456ghi789\n");
-        assert!(find_literal_keys(&managed).is_empty());
+    fn only_the_exact_managed_shape_is_recognised_and_lines_are_counted() {
+        let managed = format!(
+            "{MANAGED_MARKER}\nCORTEX_API_BASE_URL=https://x\nCORTEX_API_KEY_ID=42\nCORTEX_API_KEY=Abc123def456ghi789\n"
+        );
+        assert_eq!(managed_key_id(&managed), Some(42));
+        assert_eq!(
+            find_literal_keys(&managed).len(),
+            1,
+            "the scan itself skips nothing"
+        );
+        // Finding 8 (issue 12): a person's file whose first line imitates the marker.
+        let imitation = format!("{MANAGED_MARKER}\nCORTEX_API_KEY=Abc123def456ghi789\n");
+        assert_eq!(managed_key_id(&imitation), None);
+        assert_eq!(managed_key_id(&format!("{managed}EXTRA=1\n")), None);
         let f = find_literal_keys("A=1\n\nCORTEX_API_KEY=Abc123def456ghi789\n");
         assert_eq!(f[0].line, 2);
+    }
+
+    /// Finding 5 (issue 12): a 4 MiB line of name characters took minutes (quadratic); now it
+    /// is linear and capped. A debug build scans the capped MiB in well under a second.
+    #[test]
+    fn a_huge_line_is_scanned_in_bounded_time() {
+        for fill in ["a", "C", "CORTEX_API_KEY", "-a", "\"a"] {
+            let line = fill.repeat((4 << 20) / fill.len());
+            let started = std::time::Instant::now();
+            assert!(find_literal_keys(&line).is_empty());
+            let took = started.elapsed();
+            assert!(
+                took < std::time::Duration::from_secs(1),
+                "{fill:?}: {took:?}"
+            );
+        }
+        // A key on a line that fits the caps is still found.
+        let text = format!("{}\nCORTEX_API_KEY=Abc123def456ghi789\n", "x".repeat(1000));
+        assert_eq!(find_literal_keys(&text).len(), 1);
     }
 
     #[test]

@@ -61,6 +61,8 @@ impl Broker {
             .inner
             .connector
             .connect(&primary, p.ca_file.as_deref())?;
+        // What was logged in before: its keys are dealt with below if the tenant changes.
+        self.load(profile).await;
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
 
@@ -82,6 +84,7 @@ impl Broker {
                 primary.base_url, primary.base_url
             ));
         }
+        notes.extend(self.leave_old_tenant(profile, &primary.base_url).await);
 
         let record = StoredPrimary {
             base_url: primary.base_url.clone(),
@@ -122,6 +125,56 @@ impl Broker {
         })
     }
 
+    /// Logging in to another tenant: revoke the keys minted on the old one there, while its
+    /// Primary key is still at hand; what cannot be revoked is left to expire, and the login
+    /// outcome says so. Their ids are never sent to the new tenant, where they are someone
+    /// else's keys.
+    async fn leave_old_tenant(&self, profile: &str, new_url: &str) -> Vec<String> {
+        let (old_url, old_tenant) = self.with_state(profile, |s| {
+            (s.base_url.clone(), s.tenant.clone().filter(|_| !s.refused))
+        });
+        let Some(old_url) = old_url.filter(|u| !same_tenant(u, new_url)) else {
+            return Vec::new();
+        };
+        let ids = self.with_ledger(|l| l.live_ids(profile, &old_url));
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        if let Some(old) = old_tenant.filter(|t| same_tenant(t.base_url(), &old_url)) {
+            self.revoke_ids(&old, profile, &ids, "revoked: logged in to another tenant")
+                .await;
+        }
+        let left = self.update_ledger(|l| {
+            l.outbox
+                .retain(|o| !(o.profile == profile && o.on_tenant(&old_url)));
+            let mut left = Vec::new();
+            for k in l.keys.iter_mut().filter(|k| {
+                k.profile == profile && k.state != KeyState::Revoked && k.on_tenant(&old_url)
+            }) {
+                k.state = KeyState::Revoked;
+                k.note = Some(format!(
+                    "left to expire on {old_url}: logged in to another tenant"
+                ));
+                left.push((k.id, k.expires_ms));
+            }
+            left
+        });
+        let left = left.unwrap_or_default();
+        if left.is_empty() {
+            return vec![format!(
+                "revoked the keys minted on the previous tenant {old_url}"
+            )];
+        }
+        let last = left.iter().map(|(_, e)| *e).max().unwrap_or_default();
+        vec![format!(
+            "{} key(s) minted on the previous tenant {old_url} could not be revoked there; they are left to expire (by {})",
+            left.len(),
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(last.max(0) as u64)
+            )
+        )]
+    }
+
     /// Mint, verify and return the id of a short-lived key; it is not stored and not active.
     pub(super) async fn canary(
         &self,
@@ -150,12 +203,14 @@ impl Broker {
                 retire_at_ms: Some(now),
                 state: KeyState::Pending,
                 note: Some("login canary".into()),
+                base_url: Some(tenant.base_url().trim_end_matches('/').to_string()),
+                primary_key_id: Some(primary_id),
             })
             .await
             .map_err(|(e, _)| e)?;
         // Retiring with its grace already over: if the caller cannot delete it, the scheduler will.
         let _ = self.update_ledger(|l| {
-            if let Some(k) = l.by_id_mut(reply.id) {
+            if let Some(k) = l.by_id_mut(reply.id, tenant.base_url()) {
                 k.state = KeyState::Retiring;
             }
         });

@@ -66,16 +66,21 @@ impl Broker {
         if let Some(c) = self.valid_active(profile, min_valid_ms) {
             return Ok(c);
         }
-        // After a transient failure, callers get the error until the backoff ends: no tight loop.
+        self.backoff(profile)?;
+        self.mint_now(profile, false).await
+    }
+
+    /// After a transient failure, callers get the error until the backoff ends: no tight loop.
+    pub(super) fn backoff(&self, profile: &str) -> Result<(), BrokerError> {
         let backoff = self.with_state(profile, |s| {
             (s.failures > 0 && self.now() < s.retry_after_ms)
                 .then(|| s.last_error.clone())
                 .flatten()
         });
-        if let Some(e) = backoff {
-            return Err(e);
+        match backoff {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        self.mint_now(profile, false).await
     }
 
     /// Mint, with the mint lock held, and record the outcome in the profile's state.
@@ -112,6 +117,14 @@ impl Broker {
         self.emit_status(profile);
 
         let result = self.mint_verified(&tenant, &p).await;
+        if result.is_ok() {
+            // Enforce `max_live_keys` now, not at the next hourly reconcile.
+            let excess = self.over_cap(&p, tenant.base_url());
+            if !excess.is_empty() {
+                self.revoke_ids(&tenant, profile, &excess, "over max_live_keys")
+                    .await;
+            }
+        }
 
         let now = self.now();
         self.with_state(profile, |s| {
@@ -166,6 +179,7 @@ impl Broker {
         p: &Profile,
     ) -> Result<(ActiveKey, Option<BrokerError>), (BrokerError, Option<ErrorKind>)> {
         let primary_id = self.with_state(&p.name, |s| s.primary_id);
+        let primary_key_id = primary_id;
         self.measure_clock(tenant, &p.name, primary_id).await;
         let now = self.tenant_now(tenant);
         let ttl_ms = p.ttl.as_millis() as i64;
@@ -193,6 +207,8 @@ impl Broker {
                     retire_at_ms: None,
                     state: KeyState::Pending,
                     note: None,
+                    base_url: Some(tenant.base_url().trim_end_matches('/').to_string()),
+                    primary_key_id,
                 }
             })
             .await?;
@@ -230,6 +246,7 @@ impl Broker {
                 .keys
                 .iter_mut()
                 .filter(|k| k.profile == p.name && k.state == KeyState::Active)
+                .filter(|k| k.on_tenant(tenant.base_url()))
             {
                 k.state = KeyState::Retiring;
                 k.retire_at_ms = Some((local_now + grace_ms).min(k.expires_ms));

@@ -39,7 +39,7 @@ pub use types::*;
 
 use crate::domain::clock::Clock;
 use crate::domain::config::{Config, Profile};
-use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey};
+use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey, Origin, same_tenant};
 use crate::domain::secret::{self, Secret};
 use crate::domain::store::{Store, Tier};
 
@@ -87,7 +87,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     wake: Notify,
     env_primary: Option<PrimaryKey>,
-    /// `user@host`: the part of every comment tag that says the key is this machine's.
+    /// `user@host#installation`: the part of every comment tag that says the key is this
+    /// installation's. `user@host` alone is shared by every container or state directory of the
+    /// same user on the same host; the random installation id (from the state directory) is not.
     owner: String,
     progress_ids: std::sync::atomic::AtomicU64,
     listing_done: Notify,
@@ -116,6 +118,7 @@ impl Broker {
     pub fn new(opts: BrokerOptions) -> std::io::Result<Broker> {
         let mut ledger_file = opts.ledger;
         let mut ledger = ledger_file.load(opts.clock.now_ms())?;
+        let installation = ledger_file.installation_id()?;
         ledger.prune(opts.clock.now_ms());
         let (events, _) = broadcast::channel(256);
         Ok(Broker {
@@ -132,7 +135,7 @@ impl Broker {
                 events,
                 wake: Notify::new(),
                 env_primary: opts.env_primary,
-                owner: owner(),
+                owner: format!("{}#{installation}", owner()),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
             }),
@@ -165,7 +168,7 @@ impl Broker {
         self.inner.ledger.lock().unwrap().outbox.len()
     }
 
-    /// The comment-tag prefix of every key this machine mints for `profile`.
+    /// The comment-tag prefix of every key this installation mints for `profile`.
     pub fn tag_prefix(&self, profile: &str) -> String {
         format!("scanmint {} {} ", self.inner.owner, profile)
     }

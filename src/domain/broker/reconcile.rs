@@ -48,11 +48,12 @@ impl Broker {
         let mut report = ReconcileReport::default();
         let mut orphans = Vec::new();
         let ledger = self.ledger_snapshot();
+        let url = tenant.base_url().to_string();
         for record in records.iter().filter(|r| tagged(r, &prefix)) {
-            let entry = ledger
-                .keys
-                .iter()
-                .find(|k| k.id == Some(record.id) || record.comment.as_deref() == Some(&k.tag));
+            let entry = ledger.keys.iter().find(|k| {
+                (k.id == Some(record.id) && k.on_tenant(&url))
+                    || record.comment.as_deref() == Some(&k.tag)
+            });
             let keep = match entry {
                 // The active key counts only if we hold its secret (a memory store forgets).
                 Some(k) if k.state == KeyState::Active => active_id == Some(record.id),
@@ -68,50 +69,53 @@ impl Broker {
         // Only keys older than the listing can be judged by it.
         let listed: Vec<i64> = records.iter().map(|r| r.id).collect();
         let mut unresolved = false;
-        let _ =
-            self.update_ledger(|l| {
-                for k in l.keys.iter_mut().filter(|k| {
-                    k.profile == profile && k.created_ms < listed_at - LISTING_MARGIN_MS
-                }) {
-                    let gone = match k.id {
-                        Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
-                        // Pending without an id and not on the tenant: generate never landed, unless
-                        // it is still in flight (a killed process's request can land after it died):
-                        // look again soon, and give up once no request could still be in flight.
-                        None if k.state == KeyState::Pending
-                            && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
-                        {
-                            let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
-                            unresolved |= !settled;
-                            settled
-                        }
-                        None => false,
-                    };
-                    if gone {
-                        k.state = KeyState::Revoked;
-                        k.note = Some("not on the tenant".into());
-                        if let Some(id) = k.id {
-                            report.forgotten.push(id);
-                        }
+        let _ = self.update_ledger(|l| {
+            for k in l.keys.iter_mut().filter(|k| {
+                k.profile == profile
+                    && k.on_tenant(&url)
+                    && k.created_ms < listed_at - LISTING_MARGIN_MS
+            }) {
+                let gone = match k.id {
+                    Some(id) => !listed.contains(&id) && k.state != KeyState::Revoked,
+                    // Pending without an id and not on the tenant: generate never landed, unless
+                    // it is still in flight (a killed process's request can land after it died):
+                    // look again soon, and give up once no request could still be in flight.
+                    None if k.state == KeyState::Pending
+                        && !records.iter().any(|r| r.comment.as_deref() == Some(&k.tag)) =>
+                    {
+                        let settled = listed_at - k.created_ms > PENDING_SETTLE_MS;
+                        unresolved |= !settled;
+                        settled
+                    }
+                    None => false,
+                };
+                if gone {
+                    k.state = KeyState::Revoked;
+                    k.note = Some("not on the tenant".into());
+                    if let Some(id) = k.id {
+                        report.forgotten.push(id);
                     }
                 }
-            });
+            }
+            // Keys minted on a tenant the profile no longer uses (the config or the
+            // environment moved it without a login): never touched here; forgotten once
+            // they have expired.
+            let local_now = self.now();
+            for k in l.keys.iter_mut().filter(|k| {
+                k.profile == profile
+                    && k.state != KeyState::Revoked
+                    && !k.on_tenant(&url)
+                    && k.expires_ms <= local_now
+            }) {
+                k.state = KeyState::Revoked;
+                k.note = Some("expired on a tenant this profile no longer uses".into());
+            }
+        });
         if active_id.is_some_and(|id| report.forgotten.contains(&id)) {
             self.with_state(profile, |s| s.active = None);
             let _ = self.inner.store.delete(&minted_account(profile)).await;
         }
-        // Live keys beyond the cap: oldest retiring first.
-        let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
-            l.live(profile)
-                .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
-                .cloned()
-                .collect()
-        });
-        live.sort_by_key(|k| k.generation);
-        let allowed_retiring = p.max_live_keys.saturating_sub(1);
-        while live.len() > allowed_retiring {
-            orphans.push(live.remove(0).id.unwrap_or_default());
-        }
+        orphans.extend(self.over_cap(&p, &url));
         orphans.sort();
         orphans.dedup();
         if !orphans.is_empty() {
@@ -151,20 +155,25 @@ impl Broker {
         profile: &str,
         now: i64,
     ) -> Result<Vec<KeyRecord>, TenantError> {
+        let url = tenant.base_url().to_string();
         let (ids, pending_expiries) = self.with_ledger(|l| {
-            let ids = l.live_ids(profile);
+            let ids = l.live_ids(profile, &url);
             let pending: Vec<i64> = l
                 .keys
                 .iter()
                 .filter(|k| k.profile == profile && k.state == KeyState::Pending && k.id.is_none())
+                .filter(|k| k.on_tenant(&url))
                 .map(|k| k.expires_ms)
                 .collect();
             (ids, pending)
         });
+        let file = &self.inner.ledger_file;
+        let lost = (file.recovered_from.is_some() || file.missing_at_load)
+            && !self.with_state(profile, |s| s.full_scan_done);
         let mut records = Vec::new();
         if !ids.is_empty() {
             records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
-        } else if !tenant.clock_offset_known() {
+        } else if !tenant.clock_offset_known() && !lost {
             // Nothing to look up, but the first mint needs the tenant's clock: read the Primary
             // key's own record now (the mint waits for this listing instead of probing itself).
             let primary = self
@@ -187,8 +196,8 @@ impl Broker {
             ];
             records.extend(tenant.list(window).await?);
         }
-        let lost = self.inner.ledger_file.recovered_from.is_some()
-            && !self.with_state(profile, |s| s.full_scan_done);
+        // Once after the ledger was lost (or missing: its absence cannot tell a first start from
+        // a loss), every unexpired key, to find our tags; it measures the clock on the way.
         if lost {
             records.extend(tenant.list(vec![unexpired(now)]).await?);
             self.with_state(profile, |s| s.full_scan_done = true);
@@ -196,6 +205,21 @@ impl Broker {
         records.sort_by_key(|r| r.id);
         records.dedup_by_key(|r| r.id);
         Ok(records)
+    }
+
+    /// Retiring keys beyond `max_live_keys` (the active key counts as one), oldest first: the
+    /// cap holds even for keys still in use.
+    pub(super) fn over_cap(&self, p: &Profile, url: &str) -> Vec<i64> {
+        let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
+            l.live(&p.name, url)
+                .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
+                .cloned()
+                .collect()
+        });
+        live.sort_by_key(|k| k.generation);
+        let allowed_retiring = p.max_live_keys.saturating_sub(1);
+        let excess = live.len().saturating_sub(allowed_retiring);
+        live.iter().take(excess).filter_map(|k| k.id).collect()
     }
 
     pub(super) fn note_failure(&self, profile: &str, e: &TenantError) {

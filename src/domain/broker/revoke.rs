@@ -3,8 +3,21 @@
 
 use super::*;
 
+/// What a delete must find on the tenant before it is sent.
+enum Expect {
+    /// The exact comment the key was minted with (the ledger or the outbox knows it).
+    Tag(String),
+    /// Found by our installation's tag prefix (an orphan): the prefix, and the tenant's record
+    /// of who created it must match the Primary key's own where the tenant says.
+    Prefix,
+}
+
 impl Broker {
-    /// Delete keys now; failures wait in the outbox. Marks them revoked in the ledger.
+    /// Delete keys on `tenant` now; failures wait in the outbox. Marks them revoked in the
+    /// ledger. A delete goes only to the tenant that minted the key and only for ids that tenant
+    /// lists with our tag: ids are small integers, and on another tenant (or after the tenant
+    /// reused one) the same id is someone else's key. Ids the tenant does not list so are
+    /// forgotten, never deleted. Returns the ids deleted.
     pub(super) async fn revoke_ids(
         &self,
         tenant: &Arc<dyn Tenant>,
@@ -15,21 +28,100 @@ impl Broker {
         if ids.is_empty() {
             return Vec::new();
         }
-        crash_point("before-delete");
-        let result = tenant.delete(ids).await;
+        let origin = Origin {
+            base_url: tenant.base_url().trim_end_matches('/').to_string(),
+            primary_key_id: self.with_state(profile, |s| s.primary_id),
+        };
+        let expected: Vec<(i64, Expect)> = self.with_ledger(|l| {
+            ids.iter()
+                .map(|&id| {
+                    let e = l
+                        .tag_of(id, &origin.base_url)
+                        .map_or(Expect::Prefix, Expect::Tag);
+                    (id, e)
+                })
+                .collect()
+        });
+        // One listing: the ids, and the Primary key's own record (who we are on this tenant).
+        let mut probe: Vec<i64> = ids.to_vec();
+        probe.extend(origin.primary_key_id);
+        let listed = tenant.list(vec![Filter::ids(&probe)]).await;
+        let (targets, foreign) = match &listed {
+            Ok(records) => {
+                let creator = origin
+                    .primary_key_id
+                    .and_then(|pid| records.iter().find(|r| r.id == pid))
+                    .and_then(|r| r.user_name.clone().or(r.created_by.clone()));
+                let prefix = self.tag_prefix(profile);
+                let mut targets = Vec::new();
+                let mut foreign = Vec::new();
+                for (id, expect) in &expected {
+                    let record = records.iter().find(|r| r.id == *id);
+                    let ours = record.is_some_and(|r| match expect {
+                        Expect::Tag(tag) => r.comment.as_deref() == Some(tag.as_str()),
+                        Expect::Prefix => tagged(r, &prefix) && created_by(r, creator.as_deref()),
+                    });
+                    if ours {
+                        targets.push(*id);
+                    } else {
+                        foreign.push(*id);
+                    }
+                }
+                (targets, foreign)
+            }
+            // Without the listing nothing is known: nothing is deleted, all wait for a retry.
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        if !foreign.is_empty() {
+            tracing::warn!(
+                ?foreign,
+                tenant = %origin.base_url,
+                "not deleting keys the tenant does not list with our tag; forgetting them"
+            );
+            let _ = self.update_ledger(|l| {
+                for &id in &foreign {
+                    l.unqueue(id, &origin.base_url);
+                    if let Some(k) = l.by_id_mut(id, &origin.base_url)
+                        && k.state != KeyState::Revoked
+                    {
+                        k.state = KeyState::Revoked;
+                        k.note = Some("not on the tenant with our tag: forgotten".into());
+                    }
+                }
+            });
+        }
+        let result = match listed {
+            Err(e) => Err(e),
+            Ok(_) if targets.is_empty() => Ok(0),
+            Ok(_) => {
+                crash_point("before-delete");
+                tenant.delete(&targets).await
+            }
+        };
+        let pending: Vec<i64> = if result.is_ok() {
+            targets.clone()
+        } else {
+            ids.iter()
+                .copied()
+                .filter(|id| !foreign.contains(id))
+                .collect()
+        };
         let now = self.now();
         let _ = self.update_ledger(|l| {
-            for &id in ids {
+            for &id in &pending {
                 match &result {
                     Ok(_) => {
-                        l.outbox.retain(|o| o.id != id);
-                        if let Some(k) = l.by_id_mut(id) {
+                        l.unqueue(id, &origin.base_url);
+                        if let Some(k) = l.by_id_mut(id, &origin.base_url) {
                             k.state = KeyState::Revoked;
                             k.note = Some(why.to_string());
                         }
                     }
                     Err(e) => {
-                        if let Some(k) = l.by_id_mut(id)
+                        let tag = l
+                            .tag_of(id, &origin.base_url)
+                            .or_else(|| listed_tag(&expected, id).map(str::to_string));
+                        if let Some(k) = l.by_id_mut(id, &origin.base_url)
                             && k.state != KeyState::Revoked
                         {
                             k.state = KeyState::Retiring;
@@ -38,11 +130,13 @@ impl Broker {
                         let attempts = l
                             .outbox
                             .iter()
-                            .find(|o| o.id == id)
+                            .find(|o| o.id == id && o.on_tenant(&origin.base_url))
                             .map_or(0, |o| o.attempts);
                         l.queue_delete(
                             id,
                             profile,
+                            &origin,
+                            tag,
                             &e.message,
                             now + backoff_ms(attempts.saturating_add(1)),
                         );
@@ -50,15 +144,20 @@ impl Broker {
                 }
             }
         });
+        // Forgotten ids count as settled: the caller's key is gone from our view either way.
+        let settled: Vec<i64> = match &result {
+            Ok(_) => targets.iter().chain(&foreign).copied().collect(),
+            Err(_) => foreign.clone(),
+        };
+        self.with_state(profile, |s| {
+            if s.active.as_ref().is_some_and(|a| settled.contains(&a.id)) {
+                s.active = None;
+            }
+        });
         match result {
             Ok(_) => {
-                tracing::info!(?ids, reason = why, "revoked keys");
-                self.with_state(profile, |s| {
-                    if s.active.as_ref().is_some_and(|a| ids.contains(&a.id)) {
-                        s.active = None;
-                    }
-                });
-                ids.to_vec()
+                tracing::info!(ids = ?targets, reason = why, "revoked keys");
+                targets
             }
             Err(e) => {
                 tracing::warn!(?ids, error = %e, "revocation failed; queued for retry");
@@ -84,7 +183,9 @@ impl Broker {
         let tenant = self.tenant_of(profile)?;
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
-        let ids: Vec<i64> = self.with_ledger(|l| l.live(profile).filter_map(|k| k.id).collect());
+        let url = tenant.base_url().to_string();
+        let ids: Vec<i64> =
+            self.with_ledger(|l| l.live(profile, &url).filter_map(|k| k.id).collect());
         let revoked = self
             .revoke_ids(&tenant, profile, &ids, "revoked on request")
             .await;
@@ -97,7 +198,7 @@ impl Broker {
             generation: None,
         });
         self.emit_status(profile);
-        if revoked.len() != ids.len() {
+        if self.queued(&url, &ids) {
             return Err(BrokerError::new(
                 "revoke_failed",
                 "the tenant did not accept the revocation; it is queued and will be retried",
@@ -111,7 +212,8 @@ impl Broker {
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
         let prefix = self.tag_prefix(profile);
-        let mut ids = self.with_ledger(|l| l.live_ids(profile));
+        let url = tenant.base_url().to_string();
+        let mut ids = self.with_ledger(|l| l.live_ids(profile, &url));
         let on_tenant = tenant
             .list(vec![unexpired(self.tenant_now(&tenant))])
             .await?;
@@ -126,7 +228,7 @@ impl Broker {
         let revoked = self
             .revoke_ids(&tenant, profile, &ids, "revoked on logout")
             .await;
-        if revoked.len() != ids.len() {
+        if self.queued(&url, &ids) {
             return Err(BrokerError::new(
                 "revoke_failed",
                 "the tenant did not accept the revocation; nothing was forgotten, try again",
@@ -137,6 +239,7 @@ impl Broker {
                 .keys
                 .iter_mut()
                 .filter(|k| k.profile == profile && k.state != KeyState::Revoked)
+                .filter(|k| k.on_tenant(&url))
             {
                 k.state = KeyState::Revoked;
                 k.note.get_or_insert_with(|| "revoked on logout".into());
@@ -145,4 +248,35 @@ impl Broker {
         self.with_state(profile, |s| s.active = None);
         Ok(revoked)
     }
+}
+
+impl Broker {
+    /// Whether a delete of any of `ids` on the tenant at `url` still waits in the outbox.
+    fn queued(&self, url: &str, ids: &[i64]) -> bool {
+        self.with_ledger(|l| {
+            l.outbox
+                .iter()
+                .any(|o| ids.contains(&o.id) && o.on_tenant(url))
+        })
+    }
+}
+
+/// Whether the tenant's record of who created `r` matches `creator` (the Primary key's user);
+/// a tenant that records neither is taken at its word.
+fn created_by(r: &KeyRecord, creator: Option<&str>) -> bool {
+    let Some(creator) = creator else {
+        return true;
+    };
+    let recorded = r.created_by.as_deref().or(r.user_name.as_deref());
+    recorded.is_none_or(|who| who == creator)
+}
+
+fn listed_tag(expected: &[(i64, Expect)], id: i64) -> Option<&str> {
+    expected
+        .iter()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, e)| match e {
+            Expect::Tag(t) => Some(t.as_str()),
+            Expect::Prefix => None,
+        })
 }

@@ -24,7 +24,10 @@ impl Broker {
         let _guard = lock.lock().await;
         let active = self.with_state(profile, |s| s.active.clone());
         let Some(active) = active else {
-            // The key is already gone (reconciliation found it deleted): the scanner needs one now.
+            // The key is already gone (reconciliation found it deleted): the scanner needs one now,
+            // unless minting failed just now and its backoff has not ended (every scanner in a
+            // retry loop would otherwise hammer the tenant).
+            self.backoff(profile)?;
             let fresh = self.mint_now(profile, true).await?;
             return Ok(ScanFailure::Replaced(fresh.generation));
         };
@@ -49,10 +52,11 @@ impl Broker {
             .await;
         self.with_state(profile, |s| s.active = None);
         let _ = self.update_ledger(|l| {
-            if let Some(k) = l.by_id_mut(key_id) {
+            if let Some(k) = l.by_id_mut(key_id, tenant.base_url()) {
                 k.state = KeyState::Revoked;
             }
         });
+        self.backoff(profile)?;
         let fresh = self.mint_now(profile, true).await?;
         Ok(ScanFailure::Replaced(fresh.generation))
     }

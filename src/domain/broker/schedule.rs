@@ -51,10 +51,12 @@ impl Broker {
         }));
 
         // Outbox: failed deletes, with backoff.
+        // Only deletes queued for this tenant: an id queued on another is someone else's here.
+        let url = tenant.base_url().to_string();
         let due: Vec<i64> = self.with_ledger(|l| {
             l.outbox
                 .iter()
-                .filter(|o| o.profile == profile && o.next_try_ms <= now)
+                .filter(|o| o.profile == profile && o.on_tenant(&url) && o.next_try_ms <= now)
                 .map(|o| o.id)
                 .collect()
         });
@@ -65,10 +67,10 @@ impl Broker {
 
         // Retiring keys: revoke once their users are gone, or when grace ends.
         let retiring: Vec<(i64, i64)> = self.with_ledger(|l| {
-            l.live(profile)
+            l.live(profile, &url)
                 .filter(|k| k.state == KeyState::Retiring)
                 .filter_map(|k| Some((k.id?, k.retire_at_ms.unwrap_or(now))))
-                .filter(|(id, _)| !l.outbox.iter().any(|o| o.id == *id))
+                .filter(|(id, _)| !l.outbox.iter().any(|o| o.id == *id && o.on_tenant(&url)))
                 .collect()
         });
         let mut retire_now = Vec::new();
@@ -87,7 +89,7 @@ impl Broker {
         }
 
         // Rotation of the active key at its (jittered) point, unless failing or refused.
-        let rotate_at = self.with_ledger(|l| l.active(profile).map(|k| k.rotate_at_ms));
+        let rotate_at = self.with_ledger(|l| l.active(profile, &url).map(|k| k.rotate_at_ms));
         let (retry_after, refused, has_active) = self.with_state(profile, |s| {
             (s.retry_after_ms, s.refused, s.active.is_some())
         });
@@ -110,7 +112,7 @@ impl Broker {
         let outbox_next = self.with_ledger(|l| {
             l.outbox
                 .iter()
-                .filter(|o| o.profile == profile)
+                .filter(|o| o.profile == profile && o.on_tenant(&url))
                 .map(|o| o.next_try_ms)
                 .min()
         });

@@ -204,11 +204,18 @@ impl Broker {
             },
             None => None,
         };
+        let base_url = primary
+            .as_ref()
+            .map(|pk| pk.base_url.clone())
+            .or(p.base_url.clone());
+        if let Some(url) = &base_url {
+            self.adopt_legacy_entries(profile, url);
+        }
         // A key minted on the old tenant is not handed out with the new tenant's URL either.
         let active = if url_moved_away {
             None
         } else {
-            self.restore_minted(profile).await
+            self.restore_minted(profile, base_url.as_deref()).await
         };
         let store_failed = load_error
             .as_ref()
@@ -220,10 +227,7 @@ impl Broker {
             // A keychain that did not answer is tried again on the next call.
             s.loaded = !store_failed;
             s.tenant = tenant;
-            s.base_url = primary
-                .as_ref()
-                .map(|pk| pk.base_url.clone())
-                .or(p.base_url.clone());
+            s.base_url = base_url;
             s.primary_id = primary.as_ref().map(|pk| pk.key_id);
             s.primary_level = primary.as_ref().map(|pk| pk.security_level);
             s.storage = Some(storage);
@@ -236,9 +240,41 @@ impl Broker {
         });
     }
 
+    /// Entries of ledgers written before keys recorded their tenant: nothing else is known about
+    /// them, so they are taken to belong to the tenant the profile uses when they are first
+    /// seen (and stamped with it, so a later move to another tenant cannot take them along).
+    fn adopt_legacy_entries(&self, profile: &str, url: &str) {
+        let legacy = self.with_ledger(|l| {
+            l.keys
+                .iter()
+                .any(|k| k.profile == profile && k.base_url.is_none())
+                || l.outbox
+                    .iter()
+                    .any(|o| o.profile == profile && o.base_url.is_none())
+        });
+        if !legacy {
+            return;
+        }
+        let url = url.trim_end_matches('/').to_string();
+        let _ = self.update_ledger(|l| {
+            for k in l.keys.iter_mut().filter(|k| k.profile == profile) {
+                k.base_url.get_or_insert_with(|| url.clone());
+            }
+            for o in l.outbox.iter_mut().filter(|o| o.profile == profile) {
+                o.base_url.get_or_insert_with(|| url.clone());
+            }
+        });
+    }
+
     /// The cached minted key, if the ledger says it is active and the store still holds it.
-    pub(super) async fn restore_minted(&self, profile: &str) -> Option<ActiveKey> {
-        let entry = self.with_ledger(|l| l.active(profile).cloned())?;
+    pub(super) async fn restore_minted(
+        &self,
+        profile: &str,
+        base_url: Option<&str>,
+    ) -> Option<ActiveKey> {
+        // A key minted on another tenant is never handed out for this one.
+        let base_url = base_url?;
+        let entry = self.with_ledger(|l| l.active(profile, base_url).cloned())?;
         let id = entry.id?;
         let raw = self
             .inner

@@ -1,4 +1,6 @@
-//! The quick fix that removes a literal key.
+//! The quick fix that removes a literal key: only its value, so the file stays valid
+//! (`CORTEX_API_KEY=`, `"api_key": ""`, `api-key:`); a `--api-key` flag gets a reference to the
+//! variable `scanmint exec` sets instead, so the command line keeps its shape.
 
 use super::*;
 
@@ -14,10 +16,15 @@ impl Session {
             .into_iter()
             .filter(|d| d.source.as_deref() == Some("scanmint"))
             .map(|d| {
-                let line = d.range.start.line;
+                // The diagnostic's range is exactly the value (inside its quotes).
+                let flag = d.message.contains("(--api-key)");
                 let edit = TextEdit {
-                    range: Range::new(Position::new(line, 0), Position::new(line + 1, 0)),
-                    new_text: String::new(),
+                    range: d.range,
+                    new_text: if flag {
+                        "\"$CORTEX_API_KEY\"".into()
+                    } else {
+                        String::new()
+                    },
                 };
                 CodeActionOrCommand::CodeAction(CodeAction {
                     title:

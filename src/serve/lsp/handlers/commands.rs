@@ -21,19 +21,31 @@ pub(crate) struct CommandArgs {
     pub(crate) all: bool,
 }
 
+/// What was wrong with `scanmint.login`'s arguments, never quoting a value: serde's own message
+/// quotes the offending value, and a secret pasted into the wrong field is exactly that value.
+pub(crate) fn login_args_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let field = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .filter(|f| f.len() <= 20 && f.chars().all(|c| c.is_ascii_alphanumeric()));
+    let head = match field {
+        Some(f) if text.starts_with("missing") => format!("the field {f:?} is missing"),
+        Some(f) => format!("there is no field {f:?}"),
+        None => "a field has the wrong type (keyId is an integer, key a string; the values are not repeated here, one may be a secret)".into(),
+    };
+    format!(
+        "scanmint.login arguments: {head}; expected {{baseUrl, keyId, key, securityLevel?, profile?}}"
+    )
+}
+
 impl Session {
     pub(crate) async fn run_command(&self, command: &str, args: Vec<Value>) -> Result<Value> {
         if command == protocol::Login::METHOD {
             let raw = args.into_iter().next().ok_or_else(|| invalid("scanmint.login takes one argument: {baseUrl, keyId, key, securityLevel?, profile?}"))?;
-            let a: LoginArgs = serde_json::from_value(raw).map_err(|e| {
-                // Never echo the value: it may hold the secret.
-                let what = e.to_string();
-                let what = what.split(" at line").next().unwrap_or("bad arguments");
-                invalid(format!(
-                    "scanmint.login arguments: {}",
-                    what.replace('"', "'").chars().take(120).collect::<String>()
-                ))
-            })?;
+            let a: LoginArgs =
+                serde_json::from_value(raw).map_err(|e| invalid(login_args_error(&e)))?;
             let level = match a.security_level.as_deref() {
                 None | Some("") => SecurityLevel::Standard,
                 Some(s) => s.parse().map_err(invalid)?,
@@ -121,5 +133,30 @@ impl Session {
         self.run_command(&params.command, params.arguments)
             .await
             .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 8 (issue 12): a secret pasted into the key id field was echoed (~100 characters).
+    #[test]
+    fn a_login_argument_error_never_echoes_a_value() {
+        let pasted = "Zq8sEcReTvAlUe0123456789abcdefXYZ";
+        for raw in [
+            json!({ "baseUrl": "https://t", "keyId": pasted, "key": "k" }),
+            json!({ "baseUrl": pasted, "keyId": 1, "key": 5 }),
+            json!({ "keyId": 1, "key": pasted, "securityLevel": 7 }),
+            json!({ "keyId": 1, "key": pasted, pasted: 1 }),
+        ] {
+            let e = serde_json::from_value::<LoginArgs>(raw).err().unwrap();
+            let text = login_args_error(&e);
+            assert!(!text.contains("Zq8s") && !text.contains("XYZ"), "{text}");
+        }
+        let e = serde_json::from_value::<LoginArgs>(json!({ "keyId": 1 }))
+            .err()
+            .unwrap();
+        assert!(login_args_error(&e).contains("\"key\" is missing"));
     }
 }

@@ -27,9 +27,11 @@ impl Session {
         let watcher =
             crate::serve::watch::Watcher::start(&folders).map(|(watcher, mut changed)| {
                 let client = self.client.clone();
+                let broker = self.broker().clone();
+                let roots = folders.clone();
                 tokio::spawn(async move {
                     while let Some(path) = changed.recv().await {
-                        publish(&client, &path, None).await;
+                        publish(&client, &broker, &path, None, &roots).await;
                     }
                 });
                 watcher
@@ -41,7 +43,9 @@ impl Session {
                 };
                 while let Ok(Some(entry)) = entries.next_entry().await {
                     let path = entry.path();
-                    if scan::is_scanned_file(&path) && path.is_file() {
+                    // `file_type` does not follow links: a link is not read (see `publish`).
+                    let regular = entry.file_type().await.is_ok_and(|t| t.is_file());
+                    if scan::is_scanned_file(&path) && regular {
                         self.publish_file(&path, None).await;
                     }
                 }

@@ -3,7 +3,19 @@
 
 use super::*;
 
-pub(super) fn explain_generate_error(e: &TenantError, p: &Profile) -> BrokerError {
+/// Tries of one `generate` through transient failures (each after settling the one before).
+const GENERATE_TRIES: u32 = 3;
+
+/// 250 ms, 500 ms, ... with jitter: a scan waiting for its first key rides through a short
+/// outage instead of failing at once.
+fn generate_backoff(tries: u32) -> Duration {
+    let ceiling = 250u64 << tries.saturating_sub(1).min(4);
+    Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling))
+}
+
+/// A refused `generate`, in words a person can act on, always quoting the tenant; a guess at
+/// the cause is added only when the tenant's own words point to it.
+pub(super) fn explain_generate_error(e: &TenantError, p: &Profile, unit: TimeUnit) -> BrokerError {
     match e.kind {
         ErrorKind::Forbidden => BrokerError::new(
             "primary_refused",
@@ -19,13 +31,23 @@ pub(super) fn explain_generate_error(e: &TenantError, p: &Profile) -> BrokerErro
                 e.message
             ),
         ),
-        ErrorKind::Server if e.status == Some(500) => BrokerError::new(
-            "tenant_rejected",
-            format!(
-                "the tenant refused to mint a key with role {:?} (does that role exist? set `role` in the profile): {}",
-                p.role, e.message
-            ),
-        ),
+        ErrorKind::Server if e.status == Some(500) && !e.uncertain => {
+            let said = e.message.to_ascii_lowercase();
+            let hint = if said.contains("role") {
+                " (does that role exist? set `role` in the profile)".to_string()
+            } else if said.contains("expir") {
+                format!(" (scanmint sent `expiration` in epoch {})", unit.name())
+            } else {
+                String::new()
+            };
+            BrokerError::new(
+                "tenant_rejected",
+                format!(
+                    "the tenant refused to mint a key with role {:?}: {}{hint}",
+                    p.role, e.message
+                ),
+            )
+        }
         _ => e.clone().into(),
     }
 }
@@ -172,29 +194,37 @@ impl Broker {
         let expires_ms = now + ttl_ms;
         let jitter: f64 = rand::rng().random_range(0.9..1.1);
         let rotate_at_ms = now + ((ttl_ms as f64) * (p.rotate_at * jitter).min(0.97)) as i64;
-        let tag = format!(
-            "{}{}",
-            self.tag_prefix(&p.name),
-            secret::random_alphanumeric(16)
-        );
+        let new_tag = || {
+            format!(
+                "{}{}",
+                self.tag_prefix(&p.name),
+                secret::random_alphanumeric(16)
+            )
+        };
+        let tag = new_tag();
         let mut generation = 0;
         let reply = self
-            .generate_tracked(tenant, p, |l| {
-                generation = l.next_generation(&p.name);
-                LedgerKey {
-                    id: None,
-                    profile: p.name.clone(),
-                    generation,
-                    tag: tag.clone(),
-                    role: p.role.clone(),
-                    created_ms: now,
-                    expires_ms,
-                    rotate_at_ms,
-                    retire_at_ms: None,
-                    state: KeyState::Pending,
-                    note: None,
-                }
-            })
+            .generate_tracked(
+                tenant,
+                p,
+                |l| {
+                    generation = l.next_generation(&p.name);
+                    LedgerKey {
+                        id: None,
+                        profile: p.name.clone(),
+                        generation,
+                        tag: tag.clone(),
+                        role: p.role.clone(),
+                        created_ms: now,
+                        expires_ms,
+                        rotate_at_ms,
+                        retire_at_ms: None,
+                        state: KeyState::Pending,
+                        note: None,
+                    }
+                },
+                new_tag,
+            )
             .await?;
         let id = reply.id;
 
@@ -234,7 +264,8 @@ impl Broker {
                 k.state = KeyState::Retiring;
                 k.retire_at_ms = Some((local_now + grace_ms).min(k.expires_ms));
             }
-            if let Some(k) = l.key_mut(&tag) {
+            // By id: a retried generate landed under a fresh tag.
+            if let Some(k) = l.by_id_mut(id) {
                 k.state = KeyState::Active;
             }
         });
@@ -251,68 +282,127 @@ impl Broker {
 
     /// The crash-safe heart of every mint: a pending ledger entry on disk first (`entry` builds
     /// it), then `generate`, then the id recorded, then verification. A key that fails
-    /// verification is revoked at once; a `generate` that may have minted leaves its entry
-    /// pending, so reconciliation finds the key by its tag.
+    /// verification is revoked at once. A transient failure is tried again, at most
+    /// `GENERATE_TRIES` times with backoff, each try under a fresh tag (`fresh_tag`); after an
+    /// uncertain one the key it may have minted is looked up by its tag and revoked first (its
+    /// secret was lost with the reply), so one mint never leaves two live keys. A key recorded
+    /// with an absurd expiry (sent in the wrong unit) is revoked and minted once more in the
+    /// unit the tenant showed.
     pub(super) async fn generate_tracked(
         &self,
         tenant: &Arc<dyn Tenant>,
         p: &Profile,
         entry: impl FnOnce(&mut Ledger) -> LedgerKey,
+        fresh_tag: impl Fn() -> String,
     ) -> Result<GenerateReply, (BrokerError, Option<ErrorKind>)> {
-        let pending = self
-            .update_ledger(|l| {
-                let k = entry(l);
-                l.keys.push(k.clone());
-                k
-            })
-            .map_err(|e| (e, None))?;
-        let tag = pending.tag.clone();
-        crash_point("before-generate");
+        let mut first = Some(entry);
+        let mut template: Option<LedgerKey> = None;
+        let mut tries = 0;
+        let mut unit_retried = false;
+        loop {
+            tries += 1;
+            let pending = self
+                .update_ledger(|l| {
+                    let k = match (first.take(), &template) {
+                        (Some(entry), _) => entry(l),
+                        (None, Some(t)) => LedgerKey {
+                            tag: fresh_tag(),
+                            id: None,
+                            state: KeyState::Pending,
+                            ..t.clone()
+                        },
+                        (None, None) => unreachable!("the first try builds the template"),
+                    };
+                    l.keys.push(k.clone());
+                    k
+                })
+                .map_err(|e| (e, None))?;
+            template = Some(pending.clone());
+            let tag = pending.tag.clone();
+            crash_point("before-generate");
 
-        let request = GenerateRequest {
-            roles: vec![p.role.clone()],
-            security_level: SecurityLevel::Standard,
-            expiration: Some(pending.expires_ms),
-            comment: tag.clone(),
-        };
-        let reply = match tenant.generate(&request).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                // A refusal minted nothing; anything else may have.
-                let refused = matches!(
-                    e.kind,
-                    ErrorKind::BadRequest
-                        | ErrorKind::Forbidden
-                        | ErrorKind::Unauthorized
-                        | ErrorKind::PaymentRequired
-                ) || (e.kind == ErrorKind::Server && e.status == Some(500));
-                if refused {
-                    let _ = self.update_ledger(|l| {
-                        if let Some(k) = l.key_mut(&tag) {
-                            k.state = KeyState::Revoked;
-                            k.note = Some(format!("generate refused: {}", e.message));
+            let unit = self.unit(tenant);
+            let request = GenerateRequest {
+                roles: vec![p.role.clone()],
+                security_level: SecurityLevel::Standard,
+                expiration: Some(unit.from_ms(pending.expires_ms)),
+                comment: tag.clone(),
+            };
+            let reply = match tenant.generate(&request).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // A refusal minted nothing; anything else may have.
+                    let refused = !e.uncertain
+                        && (matches!(
+                            e.kind,
+                            ErrorKind::BadRequest
+                                | ErrorKind::Forbidden
+                                | ErrorKind::Unauthorized
+                                | ErrorKind::PaymentRequired
+                        ) || (e.kind == ErrorKind::Server && e.status == Some(500)));
+                    if refused {
+                        let _ = self.update_ledger(|l| {
+                            if let Some(k) = l.key_mut(&tag) {
+                                k.state = KeyState::Revoked;
+                                k.note = Some(format!("generate refused: {}", e.message));
+                            }
+                        });
+                        return Err((explain_generate_error(&e, p, unit), Some(e.kind)));
+                    }
+                    let settled = if e.uncertain {
+                        self.settle_uncertain(tenant, &p.name, &pending).await
+                    } else {
+                        // Surely not processed (a refused connection, the rate limit).
+                        let _ = self.update_ledger(|l| {
+                            if let Some(k) = l.key_mut(&tag) {
+                                k.state = KeyState::Revoked;
+                                k.note = Some(format!("generate failed: {}", e.message));
+                            }
+                        });
+                        Ok(())
+                    };
+                    let again = e.kind.is_transient() && tries < GENERATE_TRIES;
+                    match settled {
+                        Ok(()) if again => {
+                            tracing::info!(tries, error = %e.message, "generate failed; trying again");
+                            tokio::time::sleep(generate_backoff(tries)).await;
+                            continue;
                         }
-                    });
-                } else {
+                        Ok(()) => {}
+                        Err(why) => {
+                            tracing::warn!(error = %why, "cannot tell whether an uncertain generate minted a key; not sending another");
+                        }
+                    }
+                    // Whatever is still pending is looked for again soon by reconciliation.
                     self.with_state(&p.name, |s| s.next_reconcile_ms = 0);
+                    let mut err = explain_generate_error(&e, p, unit);
+                    if tries > 1 {
+                        err.message = format!("after {tries} tries: {}", err.message);
+                    }
+                    return Err((err, Some(e.kind)));
                 }
-                return Err((explain_generate_error(&e, p), Some(e.kind)));
-            }
-        };
-        // Without the id on disk a crash here still leaves the tag to find the key by.
-        let _ = self.update_ledger(|l| {
-            if let Some(k) = l.key_mut(&tag) {
-                k.id = Some(reply.id);
-            }
-        });
-        crash_point("after-generate");
+            };
+            // Without the id on disk a crash here still leaves the tag to find the key by.
+            let _ = self.update_ledger(|l| {
+                if let Some(k) = l.key_mut(&tag) {
+                    k.id = Some(reply.id);
+                }
+            });
+            crash_point("after-generate");
 
-        if let Err(why) = self.verify(tenant, reply.id, p, pending.expires_ms).await {
-            tracing::warn!(key_id = reply.id, reason = %why.message, "minted key failed verification; revoking it");
-            self.revoke_ids(tenant, &p.name, &[reply.id], "failed verification")
-                .await;
-            return Err((why, None));
+            if let Err(why) = self.verify(tenant, reply.id, p, pending.expires_ms).await {
+                tracing::warn!(key_id = reply.id, reason = %why.message, "minted key failed verification; revoking it");
+                self.revoke_ids(tenant, &p.name, &[reply.id], "failed verification")
+                    .await;
+                // The unit is learned now (from the key's own record): mint again, once.
+                if why.code == "wrong_unit" && !unit_retried && self.unit(tenant) != unit {
+                    unit_retried = true;
+                    tries -= 1;
+                    continue;
+                }
+                return Err((why, None));
+            }
+            return Ok(reply);
         }
-        Ok(reply)
     }
 }

@@ -3,15 +3,6 @@
 
 use super::*;
 
-/// Keys that have not expired by `now` (tenant time).
-pub(super) fn unexpired(now: i64) -> Filter {
-    Filter {
-        field: "expiration".into(),
-        operator: "gte".into(),
-        value: serde_json::json!(now),
-    }
-}
-
 pub(super) fn tagged(record: &KeyRecord, prefix: &str) -> bool {
     record
         .comment
@@ -20,6 +11,11 @@ pub(super) fn tagged(record: &KeyRecord, prefix: &str) -> bool {
 }
 
 impl Broker {
+    /// Keys that have not expired by `now` (tenant time, ms), in the tenant's unit.
+    pub(super) fn unexpired(&self, tenant: &Arc<dyn Tenant>, now: i64) -> Filter {
+        self.expiration_filter(tenant, "gte", now)
+    }
+
     /// Bring the ledger and the tenant into agreement: resolve pending entries, revoke tagged
     /// keys we do not hold, forget keys the tenant no longer has, enforce `max_live_keys`.
     pub async fn reconcile(&self, profile: &str) -> Result<ReconcileReport, BrokerError> {
@@ -163,34 +159,33 @@ impl Broker {
         });
         let mut records = Vec::new();
         if !ids.is_empty() {
-            records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
+            records.extend(
+                self.list_ms(tenant, profile, vec![Filter::ids(&ids)])
+                    .await?,
+            );
         } else if !tenant.clock_offset_known() {
             // Nothing to look up, but the first mint needs the tenant's clock: read the Primary
             // key's own record now (the mint waits for this listing instead of probing itself).
             let primary = self
                 .with_state(profile, |s| s.primary_id)
                 .unwrap_or_default();
-            tenant.list(vec![Filter::ids(&[primary])]).await?;
+            self.list_ms(tenant, profile, vec![Filter::ids(&[primary])])
+                .await?;
         }
         for expires in pending_expiries {
             let window = vec![
-                Filter {
-                    field: "expiration".into(),
-                    operator: "gte".into(),
-                    value: serde_json::json!(expires - 1000),
-                },
-                Filter {
-                    field: "expiration".into(),
-                    operator: "lte".into(),
-                    value: serde_json::json!(expires + 1000),
-                },
+                self.expiration_filter(tenant, "gte", expires - 1000),
+                self.expiration_filter(tenant, "lte", expires + 1000),
             ];
-            records.extend(tenant.list(window).await?);
+            records.extend(self.list_ms(tenant, profile, window).await?);
         }
         let lost = self.inner.ledger_file.recovered_from.is_some()
             && !self.with_state(profile, |s| s.full_scan_done);
         if lost {
-            records.extend(tenant.list(vec![unexpired(now)]).await?);
+            records.extend(
+                self.list_ms(tenant, profile, vec![self.unexpired(tenant, now)])
+                    .await?,
+            );
             self.with_state(profile, |s| s.full_scan_done = true);
         }
         records.sort_by_key(|r| r.id);

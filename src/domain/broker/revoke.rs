@@ -16,19 +16,33 @@ impl Broker {
             return Vec::new();
         }
         crash_point("before-delete");
-        let result = tenant.delete(ids).await;
+        // Ids the tenant did not delete, with why: all of them when the call failed; after a
+        // reply that does not say (`{"reply": true}`, or a count short of the ids), the ones a
+        // listing still shows.
+        let (failed, error): (Vec<i64>, Option<TenantError>) = match tenant.delete(ids).await {
+            Ok(DeleteOutcome::Count(n)) if n >= ids.len() as u64 => (Vec::new(), None),
+            Ok(outcome) => match self.still_listed(tenant, profile, ids).await {
+                Some(left) if !left.is_empty() => {
+                    let e = TenantError {
+                        kind: ErrorKind::Server,
+                        status: None,
+                        message: format!(
+                            "the tenant answered delete with {outcome:?} but still lists key(s) {left:?}"
+                        ),
+                        uncertain: false,
+                    };
+                    (left, Some(e))
+                }
+                // Gone, or the listing failed: the tenant said it accepted the call.
+                _ => (Vec::new(), None),
+            },
+            Err(e) => (ids.to_vec(), Some(e)),
+        };
         let now = self.now();
         let _ = self.update_ledger(|l| {
             for &id in ids {
-                match &result {
-                    Ok(_) => {
-                        l.outbox.retain(|o| o.id != id);
-                        if let Some(k) = l.by_id_mut(id) {
-                            k.state = KeyState::Revoked;
-                            k.note = Some(why.to_string());
-                        }
-                    }
-                    Err(e) => {
+                match &error {
+                    Some(e) if failed.contains(&id) => {
                         if let Some(k) = l.by_id_mut(id)
                             && k.state != KeyState::Revoked
                         {
@@ -47,31 +61,61 @@ impl Broker {
                             now + backoff_ms(attempts.saturating_add(1)),
                         );
                     }
+                    _ => {
+                        l.outbox.retain(|o| o.id != id);
+                        if let Some(k) = l.by_id_mut(id) {
+                            k.state = KeyState::Revoked;
+                            k.note = Some(why.to_string());
+                        }
+                    }
                 }
             }
         });
-        match result {
-            Ok(_) => {
-                tracing::info!(?ids, reason = why, "revoked keys");
-                self.with_state(profile, |s| {
-                    if s.active.as_ref().is_some_and(|a| ids.contains(&a.id)) {
-                        s.active = None;
-                    }
-                });
-                ids.to_vec()
-            }
-            Err(e) => {
-                tracing::warn!(?ids, error = %e, "revocation failed; queued for retry");
-                if e.kind.is_auth() {
-                    self.with_state(profile, |s| {
-                        s.refused = true;
-                        s.last_error = Some(e.clone().into());
-                    });
-                    self.emit_status(profile);
+        let revoked: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !failed.contains(id))
+            .collect();
+        if !revoked.is_empty() {
+            tracing::info!(ids = ?revoked, reason = why, "revoked keys");
+            self.with_state(profile, |s| {
+                if s.active.as_ref().is_some_and(|a| revoked.contains(&a.id)) {
+                    s.active = None;
                 }
-                Vec::new()
+            });
+        }
+        if let Some(e) = error {
+            tracing::warn!(ids = ?failed, error = %e, "revocation failed; queued for retry");
+            if e.kind.is_auth() {
+                self.with_state(profile, |s| {
+                    s.refused = true;
+                    s.last_error = Some(e.clone().into());
+                });
+                self.emit_status(profile);
             }
         }
+        revoked
+    }
+
+    /// Which of `ids` the tenant still lists unexpired; `None` when it cannot be asked.
+    async fn still_listed(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        ids: &[i64],
+    ) -> Option<Vec<i64>> {
+        let now = self.tenant_now(tenant);
+        let records = self
+            .list_ms(tenant, profile, vec![Filter::ids(ids)])
+            .await
+            .ok()?;
+        Some(
+            records
+                .iter()
+                .filter(|r| ids.contains(&r.id) && r.expiration.is_none_or(|e| e > now))
+                .map(|r| r.id)
+                .collect(),
+        )
     }
 
     /// Revoke the active and retiring keys (`all`: also every key on the tenant tagged as this
@@ -112,8 +156,9 @@ impl Broker {
         let _guard = lock.lock().await;
         let prefix = self.tag_prefix(profile);
         let mut ids = self.with_ledger(|l| l.live_ids(profile));
-        let on_tenant = tenant
-            .list(vec![unexpired(self.tenant_now(&tenant))])
+        let now = self.tenant_now(&tenant);
+        let on_tenant = self
+            .list_ms(&tenant, profile, vec![self.unexpired(&tenant, now)])
             .await?;
         ids.extend(
             on_tenant

@@ -79,13 +79,18 @@ impl Broker {
         let ttl_ms = self.profile(profile).ttl.as_millis() as i64;
         let min_valid_ms = (min_valid.as_millis() as i64).min(ttl_ms / 2);
         self.load(profile).await;
-        if let Some(c) = self.valid_active(profile, min_valid_ms) {
+        if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
             return Ok(c);
         }
         let lock = self.mint_lock(profile);
         let _guard = lock.lock().await;
         // Someone may have minted while we waited: that is the single flight.
-        if let Some(c) = self.valid_active(profile, min_valid_ms) {
+        if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
+            return Ok(c);
+        }
+        // A key restored at start is checked against the inventory before it is handed out.
+        self.recheck_restored(profile).await?;
+        if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
             return Ok(c);
         }
         // After a transient failure, callers get the error until the backoff ends: no tight loop.
@@ -170,7 +175,7 @@ impl Broker {
                     profile: profile.into(),
                     generation: Some(active.generation),
                 });
-                Ok(self.valid_active(profile, 0).ok_or_else(|| {
+                Ok(self.valid_active(profile, 0, true).ok_or_else(|| {
                     BrokerError::new(
                         "expired",
                         "the new key expired before it could be used: check the clocks",
@@ -276,6 +281,7 @@ impl Broker {
             expires_ms,
             generation,
             role: p.role.clone(),
+            verified: true,
         };
         Ok((active, store_problem))
     }

@@ -8,6 +8,7 @@ mod lease;
 mod login;
 mod mint;
 mod reconcile;
+mod reverify;
 mod revoke;
 mod rotate;
 mod schedule;

@@ -43,6 +43,7 @@ impl Broker {
         let active_id = self.with_state(profile, |s| s.active.as_ref().map(|a| a.id));
         let mut report = ReconcileReport::default();
         let mut orphans = Vec::new();
+        let mut changed: Vec<(i64, String)> = Vec::new();
         let ledger = self.ledger_snapshot();
         for record in records.iter().filter(|r| tagged(r, &prefix)) {
             let entry = ledger
@@ -59,6 +60,20 @@ impl Broker {
             if !keep && !expired {
                 orphans.push(record.id);
             }
+            // Verified again: the console may have broadened it since.
+            if keep && !expired {
+                match reverify::changed_message(record, &p) {
+                    Some(why) => changed.push((record.id, why)),
+                    None => report.verified.push(record.id),
+                }
+            }
+        }
+        if let Some(id) = active_id.filter(|id| report.verified.contains(id)) {
+            self.with_state(profile, |s| {
+                if let Some(a) = s.active.as_mut().filter(|a| a.id == id) {
+                    a.verified = true;
+                }
+            });
         }
         // Ledger keys the tenant no longer lists: deleted elsewhere, or expired and purged.
         // Only keys older than the listing can be judged by it.
@@ -124,13 +139,24 @@ impl Broker {
                 )
                 .await;
         }
+        for (id, why) in &changed {
+            self.drop_changed(&tenant, profile, *id, why).await;
+            report.changed.push(why.clone());
+        }
+        // The active key was one of them: replace it now rather than at the next scan.
+        if changed.iter().any(|(id, _)| Some(*id) == active_id)
+            && let Err(e) = self.mint_now(profile, true).await
+        {
+            tracing::warn!(profile, error = %e, "could not replace a key changed on the tenant");
+        }
         let next = if unresolved {
             PENDING_RECHECK_MS
         } else {
             RECONCILE_EVERY_MS
         };
         self.with_state(profile, |s| s.next_reconcile_ms = self.now() + next);
-        if !report.revoked.is_empty() || !report.forgotten.is_empty() {
+        if !report.revoked.is_empty() || !report.forgotten.is_empty() || !report.changed.is_empty()
+        {
             self.emit_status(profile);
         }
         Ok(report)

@@ -1,6 +1,8 @@
 //! What the end-to-end tests share: an emulator, isolated XDG directories, and the real binary.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

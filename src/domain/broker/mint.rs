@@ -353,6 +353,15 @@ impl Broker {
                                 k.note = Some(format!("generate refused: {}", e.message));
                             }
                         });
+                        // A refused expiration may mean the tenant's unit changed: read its
+                        // timestamps again and, if they now say otherwise, try once more.
+                        if !unit_retried
+                            && e.message.to_ascii_lowercase().contains("expir")
+                            && self.relearn_unit(tenant, &p.name).await != unit
+                        {
+                            unit_retried = true;
+                            continue;
+                        }
                         return Err((explain_generate_error(&e, p, unit), Some(e.kind)));
                     }
                     let settled = if e.uncertain {

@@ -119,6 +119,20 @@ impl Broker {
             .contains_key(tenant.base_url())
     }
 
+    /// Read the Primary key's record again for the tenant's own timestamps; the unit now.
+    pub(super) async fn relearn_unit(&self, tenant: &Arc<dyn Tenant>, profile: &str) -> TimeUnit {
+        let primary = self
+            .with_state(profile, |s| s.primary_id)
+            .unwrap_or_default();
+        if let Err(e) = self
+            .list_ms(tenant, profile, vec![Filter::ids(&[primary])])
+            .await
+        {
+            tracing::debug!(error = %e, "cannot read the Primary key's record to re-learn the unit");
+        }
+        self.unit(tenant)
+    }
+
     /// An `expiration` filter with its value (epoch ms) in the tenant's unit.
     pub(super) fn expiration_filter(
         &self,

@@ -421,3 +421,55 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(message: &str) -> TenantError {
+        TenantError {
+            kind: ErrorKind::Server,
+            status: Some(500),
+            message: message.into(),
+            uncertain: false,
+        }
+    }
+
+    #[test]
+    fn a_refused_mint_quotes_the_tenant_and_guesses_only_what_its_words_support() {
+        let p = Profile::defaults("p");
+        let role = explain_generate_error(
+            &refusal("tenant failed (HTTP 500): Role \"X\" does not exist"),
+            &p,
+            TimeUnit::Millis,
+        );
+        assert!(
+            role.message.contains("Role \"X\" does not exist"),
+            "{}",
+            role.message
+        );
+        assert!(
+            role.message.contains("does that role exist?"),
+            "{}",
+            role.message
+        );
+        let expiry = explain_generate_error(
+            &refusal("tenant failed (HTTP 500): Invalid expiration: in the past"),
+            &p,
+            TimeUnit::Seconds,
+        );
+        assert!(expiry.message.contains("Invalid expiration: in the past"));
+        assert!(!expiry.message.contains("role exist"), "{}", expiry.message);
+        assert!(
+            expiry.message.contains("epoch seconds"),
+            "{}",
+            expiry.message
+        );
+        let other = explain_generate_error(
+            &refusal("tenant failed (HTTP 500): quota"),
+            &p,
+            TimeUnit::Millis,
+        );
+        assert!(other.message.ends_with("quota"), "{}", other.message);
+    }
+}

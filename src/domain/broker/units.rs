@@ -167,15 +167,15 @@ impl Broker {
             }
             before
         };
-        if let Some(unit) = learned {
-            if before != Some(unit) {
-                tracing::info!(
-                    base_url = tenant.base_url(),
-                    unit = unit.name(),
-                    previously = before.map(|u| u.name()),
-                    "learned the tenant's time unit from its own timestamps"
-                );
-            }
+        if let Some(unit) = learned
+            && before != Some(unit)
+        {
+            tracing::info!(
+                base_url = tenant.base_url(),
+                unit = unit.name(),
+                previously = before.map(|u| u.name()),
+                "learned the tenant's time unit from its own timestamps"
+            );
         }
         let unit = self.unit(tenant);
         Ok(records

@@ -5,6 +5,9 @@ use super::*;
 
 /// Tries of one `generate` through transient failures (each after settling the one before).
 const GENERATE_TRIES: u32 = 3;
+/// No failed `generate` is settled or tried again once this long has passed since the first:
+/// a scan waits for a short outage, not for a slow tenant.
+const GENERATE_BUDGET: Duration = Duration::from_secs(8);
 
 /// 250 ms, 500 ms, ... with jitter: a scan waiting for its first key rides through a short
 /// outage instead of failing at once.
@@ -305,6 +308,7 @@ impl Broker {
         let mut template: Option<LedgerKey> = None;
         let mut tries = 0;
         let mut unit_retried = false;
+        let started = std::time::Instant::now();
         loop {
             tries += 1;
             let pending = self
@@ -364,8 +368,20 @@ impl Broker {
                         }
                         return Err((explain_generate_error(&e, p, unit), Some(e.kind)));
                     }
-                    let settled = if e.uncertain {
-                        self.settle_uncertain(tenant, &p.name, &pending).await
+                    // A slow tenant (a timeout) is not asked again within this mint: the
+                    // caller hears at once and reconciliation looks for the key later.
+                    let left = GENERATE_BUDGET.saturating_sub(started.elapsed());
+                    let settled = if left.is_zero() {
+                        Err(BrokerError::new("tenant_timeout", "no time left to look"))
+                    } else if e.uncertain {
+                        tokio::time::timeout(left, self.settle_uncertain(tenant, &p.name, &pending))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(BrokerError::new(
+                                    "tenant_timeout",
+                                    "the lookup took too long",
+                                ))
+                            })
                     } else {
                         // Surely not processed (a refused connection, the rate limit).
                         let _ = self.update_ledger(|l| {
@@ -385,7 +401,7 @@ impl Broker {
                         }
                         Ok(()) => {}
                         Err(why) => {
-                            tracing::warn!(error = %why, "cannot tell whether an uncertain generate minted a key; not sending another");
+                            tracing::warn!(error = %why, "cannot tell now whether a failed generate minted a key; not sending another");
                         }
                     }
                     // Whatever is still pending is looked for again soon by reconciliation.

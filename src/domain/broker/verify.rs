@@ -93,12 +93,19 @@ impl Broker {
             && units::absurd(recorded, self.tenant_now(tenant))
         {
             let now_in = self.unit(tenant);
+            let why = if now_in == sent_in {
+                format!("scanmint sent it in {}", sent_in.name())
+            } else {
+                format!(
+                    "scanmint sent it in {}, but the tenant's own timestamps are in {}",
+                    sent_in.name(),
+                    now_in.name()
+                )
+            };
             return Err(BrokerError::new(
                 "wrong_unit",
                 format!(
-                    "the tenant recorded an absurd expiry for the new key {id} ({recorded} ms since 1970): scanmint sent it in {}, but the tenant's own timestamps are in {}; the key was revoked and never used",
-                    sent_in.name(),
-                    now_in.name()
+                    "the tenant recorded an absurd expiry for the new key {id} ({recorded} ms since 1970; {why}); the key was revoked and never used"
                 ),
             ));
         }

@@ -118,9 +118,12 @@ impl Rig {
             } else {
                 TTL_MS
             };
+            // The expiry is fixed when the mint starts and the key is stamped when it lands:
+            // a loaded machine, retries and seconds rounding shorten the life a little; a key
+            // must never outlive what was asked (beyond the clock estimate's second).
             let lived = k.expiration.expect("minted keys expire") - k.creation_time;
             assert!(
-                (lived - asked).abs() <= 3_000,
+                (asked - 15_000..=asked + 1_500).contains(&lived),
                 "[{}] key {} ({}) lives {lived} ms, asked {asked} ms",
                 self.dialects,
                 k.id,

@@ -382,8 +382,8 @@ impl Broker {
                                     "the lookup took too long",
                                 ))
                             })
-                    } else {
-                        // Surely not processed (a refused connection, the rate limit).
+                    } else if e.kind.is_transient() {
+                        // Surely not processed (the rate limit, a connection never made).
                         let _ = self.update_ledger(|l| {
                             if let Some(k) = l.key_mut(&tag) {
                                 k.state = KeyState::Revoked;
@@ -391,6 +391,10 @@ impl Broker {
                             }
                         });
                         Ok(())
+                    } else {
+                        // A reply that breaks the contract may still have minted: the entry
+                        // stays pending for reconciliation, and nothing is sent again.
+                        Err(BrokerError::new(e.kind.code(), e.message.clone()))
                     };
                     let again = e.kind.is_transient() && tries < GENERATE_TRIES;
                     match settled {

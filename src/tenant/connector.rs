@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::broker::{
-    Connector, ErrorKind, Filter, GenerateReply, GenerateRequest, KeyRecord, PrimaryKey,
-    SecurityLevel, Tenant, TenantError,
+    Connector, DeleteOutcome, DialectSeen, ErrorKind, Filter, GenerateReply, GenerateRequest,
+    KeyRecord, PrimaryKey, SecurityLevel, Tenant, TenantError,
 };
 use crate::domain::secret::Secret;
 use crate::tenant::papi::{self, Client, ClientOptions, PapiError, wire};
@@ -57,8 +57,11 @@ impl Tenant for Client {
         Ok(listing.records.into_iter().map(domain_record).collect())
     }
 
-    async fn delete(&self, ids: &[i64]) -> Result<u64, TenantError> {
-        Client::delete(self, ids).await.map_err(domain_error)
+    async fn delete(&self, ids: &[i64]) -> Result<DeleteOutcome, TenantError> {
+        Ok(match self.delete_keys(ids).await.map_err(domain_error)? {
+            papi::DeleteOutcome::Count(n) => DeleteOutcome::Count(n),
+            papi::DeleteOutcome::Accepted => DeleteOutcome::Accepted,
+        })
     }
 
     async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, TenantError> {
@@ -78,6 +81,18 @@ impl Tenant for Client {
 
     fn base_url(&self) -> &str {
         Client::base_url(self)
+    }
+
+    fn dialect(&self) -> DialectSeen {
+        let seen = self.observed_dialect();
+        let name = |v: serde_json::Value| v.as_str().map(String::from);
+        DialectSeen {
+            list_casing: seen.list_casing.and_then(|c| name(serde_json::json!(c))),
+            paging: seen.paging.and_then(|p| name(serde_json::json!(p))),
+            delete_reply: seen.delete_reply.and_then(|d| name(serde_json::json!(d))),
+            validate: seen.validate.and_then(|v| name(serde_json::json!(v))),
+            time_unit: seen.time_unit.map(|u| u.as_str().to_string()),
+        }
     }
 }
 
@@ -141,6 +156,7 @@ pub fn domain_error(e: PapiError) -> TenantError {
     TenantError {
         kind,
         status: e.status,
+        uncertain: e.is_uncertain(),
         message: e.message,
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod other_user;
+pub mod rig;
 pub mod squatter;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use super::{ADMIN_ROLES, Broker, Filter, PRIMARY_KEY_GUIDANCE, SecurityLevel, State};
+use super::{
+    ADMIN_ROLES, Broker, DialectSeen, Filter, PRIMARY_KEY_GUIDANCE, SecurityLevel, State, TimeUnit,
+};
 use crate::domain::config::{Config, ConfigError};
 use crate::domain::store::Tier;
 
@@ -23,6 +25,9 @@ pub struct Check {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// Machine-readable findings (the `dialect` check's fields), for bug reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +46,7 @@ impl Checks {
             status,
             detail: detail.into(),
             fix: fix.map(String::from),
+            data: None,
         });
     }
 }
@@ -207,6 +213,45 @@ pub async fn run(broker: &Broker, profile: &str, socket: Result<String, String>)
             Some(if e.code == "tenant_rejected" { "set `role` in the profile to a role that exists on the tenant" } else { "see the message; `scanmint login` again if the key was refused" }),
         ),
     }
+
+    // The keys this machine holds, verified again: the console may have changed them.
+    match broker.reconcile(profile).await {
+        Ok(r) if r.changed.is_empty() => c.add(
+            "live keys",
+            Verdict::Pass,
+            format!(
+                "{} live key(s) of this machine checked on the tenant: exactly [{:?}] at Standard",
+                r.verified.len(),
+                p.role
+            ),
+            None,
+        ),
+        Ok(r) => c.add(
+            "live keys",
+            Verdict::Warn,
+            r.changed.join("; "),
+            Some("nothing to repair here: the keys were revoked and replaced by narrow ones; ask who edits keys in the console"),
+        ),
+        Err(e) => c.add(
+            "live keys",
+            Verdict::Warn,
+            format!("cannot read the inventory to check them: {e}"),
+            None,
+        ),
+    }
+
+    // Last, so the canary's delete and validate have shown their replies too.
+    let (verdict, detail, data) = dialect_check(&tenant.dialect(), broker.learned_unit(&tenant));
+    c.add(
+        "dialect",
+        verdict,
+        detail,
+        (verdict == Verdict::Warn)
+            .then_some("nothing to do unless mints fail; include this line in a bug report"),
+    );
+    if let Some(last) = c.0.last_mut() {
+        last.data = Some(data);
+    }
     finish(profile, c)
 }
 
@@ -290,6 +335,51 @@ fn clock_check(known: bool, offset_ms: i64) -> Finding {
         offset_ms as f64 / 1000.0
     );
     (verdict, detail, fix)
+}
+
+/// What the tenant showed of its dialect, in one line for people and as fields for a bug
+/// report. The time unit is the one the broker learned (and acts on).
+fn dialect_check(
+    seen: &DialectSeen,
+    unit: Option<TimeUnit>,
+) -> (Verdict, String, serde_json::Value) {
+    let or_unseen = |v: &Option<String>| v.clone().unwrap_or_else(|| "not seen".into());
+    let unit_text = match unit {
+        Some(u) => format!("{} (from the tenant's own timestamps)", u.name()),
+        None => "unknown (no timestamp told; milliseconds are sent, as documented)".into(),
+    };
+    let paging = match seen.paging.as_deref() {
+        Some("unknown") => "not tested (every listing fitted one page)".to_string(),
+        Some(p) => p.to_string(),
+        None => "not seen".into(),
+    };
+    let delete = match seen.delete_reply.as_deref() {
+        Some("update_count") => "{\"update_count\": n}".to_string(),
+        Some("reply_true") => "{\"reply\": true}".to_string(),
+        other => other.unwrap_or("not seen").to_string(),
+    };
+    let validate = match seen.validate.as_deref() {
+        Some("get") => "GET /api_keys/validate".to_string(),
+        Some("post") => "POST /api_keys/validate/".to_string(),
+        other => other.unwrap_or("not seen").to_string(),
+    };
+    let detail = format!(
+        "time unit {unit_text}; list casing {}; paging {paging}; delete answers {delete}; validate as {validate}",
+        or_unseen(&seen.list_casing)
+    );
+    let data = serde_json::json!({
+        "time_unit": unit.map(|u| u.name()),
+        "list_casing": seen.list_casing,
+        "paging": seen.paging,
+        "delete_reply": seen.delete_reply,
+        "validate": seen.validate,
+    });
+    let verdict = if unit.is_some() {
+        Verdict::Pass
+    } else {
+        Verdict::Warn
+    };
+    (verdict, detail, data)
 }
 
 fn finish(profile: &str, c: Checks) -> Report {

@@ -184,28 +184,36 @@ impl Broker {
     ) -> Result<(i64, Secret), BrokerError> {
         self.measure_clock(tenant, &p.name, Some(primary_id)).await;
         let now = self.tenant_now(tenant);
-        let tag = format!(
-            "{}canary-{}",
-            self.tag_prefix(&p.name),
-            secret::random_alphanumeric(12)
-        );
+        let new_tag = || {
+            format!(
+                "{}canary-{}",
+                self.tag_prefix(&p.name),
+                secret::random_alphanumeric(12)
+            )
+        };
+        let tag = new_tag();
         let expires_ms = now + CANARY_TTL_MS;
         let reply = self
-            .generate_tracked(tenant, p, |_| LedgerKey {
-                id: None,
-                profile: p.name.clone(),
-                generation: 0,
-                tag: tag.clone(),
-                role: p.role.clone(),
-                created_ms: now,
-                expires_ms,
-                rotate_at_ms: expires_ms,
-                retire_at_ms: Some(now),
-                state: KeyState::Pending,
-                note: Some("login canary".into()),
-                base_url: Some(tenant.base_url().trim_end_matches('/').to_string()),
-                primary_key_id: Some(primary_id),
-            })
+            .generate_tracked(
+                tenant,
+                p,
+                |_| LedgerKey {
+                    id: None,
+                    profile: p.name.clone(),
+                    generation: 0,
+                    tag: tag.clone(),
+                    role: p.role.clone(),
+                    created_ms: now,
+                    expires_ms,
+                    rotate_at_ms: expires_ms,
+                    retire_at_ms: Some(now),
+                    state: KeyState::Pending,
+                    note: Some("login canary".into()),
+                    base_url: Some(tenant.base_url().trim_end_matches('/').to_string()),
+                    primary_key_id: Some(primary_id),
+                },
+                new_tag,
+            )
             .await
             .map_err(|(e, _)| e)?;
         // Retiring with its grace already over: if the caller cannot delete it, the scheduler will.

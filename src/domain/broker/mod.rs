@@ -9,6 +9,7 @@ mod login;
 mod mint;
 mod reconcile;
 mod reload;
+mod reverify;
 mod revoke;
 mod rotate;
 mod schedule;
@@ -16,6 +17,8 @@ mod state;
 mod status;
 mod tenant;
 mod types;
+mod uncertain;
+mod units;
 mod verify;
 
 use std::collections::HashMap;
@@ -28,14 +31,15 @@ use tokio::sync::{Notify, broadcast};
 
 pub use lease::Lease;
 use mint::{backoff_ms, crash_point};
-use reconcile::{tagged, unexpired};
+use reconcile::tagged;
 use state::*;
 pub use status::{KeyInfo, State, StatusError, StatusReport};
 pub use tenant::{
-    Connector, ErrorKind, Filter, GenerateReply, GenerateRequest, KeyRecord, PrimaryKey,
-    SecurityLevel, Tenant, TenantError,
+    Connector, DeleteOutcome, DialectSeen, ErrorKind, Filter, GenerateReply, GenerateRequest,
+    KeyRecord, PrimaryKey, SecurityLevel, Tenant, TenantError,
 };
 pub use types::*;
+pub use units::TimeUnit;
 
 use crate::domain::clock::Clock;
 use crate::domain::config::{Config, Profile};
@@ -93,6 +97,9 @@ struct Inner {
     owner: String,
     progress_ids: std::sync::atomic::AtomicU64,
     listing_done: Notify,
+    /// The time unit learned per tenant (by base URL), shared by profiles on one tenant;
+    /// `None` once a listing was read that had no evidence.
+    units: Mutex<HashMap<String, Option<TimeUnit>>>,
 }
 
 /// The key broker. Cheap to clone; all clones share one state.
@@ -138,6 +145,7 @@ impl Broker {
                 owner: format!("{}#{installation}", owner()),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
+                units: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -214,8 +222,8 @@ impl Broker {
         self.now() + tenant.clock_offset_ms()
     }
 
-    /// Before the first expiry is computed from the tenant's clock, make sure its offset is
-    /// measured: a cheap inventory read (of the Primary key's own record) carries a `Date`
+    /// Before the first expiry is computed from the tenant's clock, make sure its offset and
+    /// time unit are known: a cheap inventory read (of the Primary key's own record) carries a `Date`
     /// header. Without it a fresh connection assumes offset 0, and a skewed tenant gets keys
     /// that expire at the wrong time (or a login canary "in the past"). Errors are left to the
     /// call that follows, which reports them properly.
@@ -225,7 +233,7 @@ impl Broker {
         profile: &str,
         primary_id: Option<i64>,
     ) {
-        if tenant.clock_offset_known() {
+        if tenant.clock_offset_known() && self.unit_probed(tenant) {
             return;
         }
         // A reconciliation listing in flight will measure it: wait for that rather than spend
@@ -235,13 +243,18 @@ impl Broker {
         listing_done.as_mut().enable();
         if self.with_state(profile, |s| s.listing) {
             let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, listing_done).await;
-            if tenant.clock_offset_known() {
+            if tenant.clock_offset_known() && self.unit_probed(tenant) {
                 return;
             }
         }
         // Bounded: a slow tenant must not hold a mint up here; without a measurement the mint
         // goes ahead on our clock.
-        let probe = tenant.list(vec![Filter::ids(&[primary_id.unwrap_or_default()])]);
+        // The Primary key's record also carries the tenant's own timestamps: the time unit.
+        let probe = self.list_ms(
+            tenant,
+            profile,
+            vec![Filter::ids(&[primary_id.unwrap_or_default()])],
+        );
         let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, probe).await;
     }
 

@@ -3,15 +3,6 @@
 
 use super::*;
 
-/// Keys that have not expired by `now` (tenant time).
-pub(super) fn unexpired(now: i64) -> Filter {
-    Filter {
-        field: "expiration".into(),
-        operator: "gte".into(),
-        value: serde_json::json!(now),
-    }
-}
-
 pub(super) fn tagged(record: &KeyRecord, prefix: &str) -> bool {
     record
         .comment
@@ -20,6 +11,11 @@ pub(super) fn tagged(record: &KeyRecord, prefix: &str) -> bool {
 }
 
 impl Broker {
+    /// Keys that have not expired by `now` (tenant time, ms), in the tenant's unit.
+    pub(super) fn unexpired(&self, tenant: &Arc<dyn Tenant>, now: i64) -> Filter {
+        self.expiration_filter(tenant, "gte", now)
+    }
+
     /// Bring the ledger and the tenant into agreement: resolve pending entries, revoke tagged
     /// keys we do not hold, forget keys the tenant no longer has, enforce `max_live_keys`.
     pub async fn reconcile(&self, profile: &str) -> Result<ReconcileReport, BrokerError> {
@@ -47,6 +43,7 @@ impl Broker {
         let active_id = self.with_state(profile, |s| s.active.as_ref().map(|a| a.id));
         let mut report = ReconcileReport::default();
         let mut orphans = Vec::new();
+        let mut changed: Vec<(i64, String)> = Vec::new();
         let ledger = self.ledger_snapshot();
         let url = tenant.base_url().to_string();
         for record in records.iter().filter(|r| tagged(r, &prefix)) {
@@ -64,6 +61,20 @@ impl Broker {
             if !keep && !expired {
                 orphans.push(record.id);
             }
+            // Verified again: the console may have broadened it since.
+            if keep && !expired {
+                match reverify::changed_message(record, &p) {
+                    Some(why) => changed.push((record.id, why)),
+                    None => report.verified.push(record.id),
+                }
+            }
+        }
+        if let Some(id) = active_id.filter(|id| report.verified.contains(id)) {
+            self.with_state(profile, |s| {
+                if let Some(a) = s.active.as_mut().filter(|a| a.id == id) {
+                    a.verified = true;
+                }
+            });
         }
         // Ledger keys the tenant no longer lists: deleted elsewhere, or expired and purged.
         // Only keys older than the listing can be judged by it.
@@ -132,13 +143,24 @@ impl Broker {
                 )
                 .await;
         }
+        for (id, why) in &changed {
+            self.drop_changed(&tenant, profile, *id, why).await;
+            report.changed.push(why.clone());
+        }
+        // The active key was one of them: replace it now rather than at the next scan.
+        if changed.iter().any(|(id, _)| Some(*id) == active_id)
+            && let Err(e) = self.mint_now(profile, true).await
+        {
+            tracing::warn!(profile, error = %e, "could not replace a key changed on the tenant");
+        }
         let next = if unresolved {
             PENDING_RECHECK_MS
         } else {
             RECONCILE_EVERY_MS
         };
         self.with_state(profile, |s| s.next_reconcile_ms = self.now() + next);
-        if !report.revoked.is_empty() || !report.forgotten.is_empty() {
+        if !report.revoked.is_empty() || !report.forgotten.is_empty() || !report.changed.is_empty()
+        {
             self.emit_status(profile);
         }
         Ok(report)
@@ -172,34 +194,33 @@ impl Broker {
             && !self.with_state(profile, |s| s.full_scan_done);
         let mut records = Vec::new();
         if !ids.is_empty() {
-            records.extend(tenant.list(vec![Filter::ids(&ids)]).await?);
+            records.extend(
+                self.list_ms(tenant, profile, vec![Filter::ids(&ids)])
+                    .await?,
+            );
         } else if !tenant.clock_offset_known() && !lost {
             // Nothing to look up, but the first mint needs the tenant's clock: read the Primary
             // key's own record now (the mint waits for this listing instead of probing itself).
             let primary = self
                 .with_state(profile, |s| s.primary_id)
                 .unwrap_or_default();
-            tenant.list(vec![Filter::ids(&[primary])]).await?;
+            self.list_ms(tenant, profile, vec![Filter::ids(&[primary])])
+                .await?;
         }
         for expires in pending_expiries {
             let window = vec![
-                Filter {
-                    field: "expiration".into(),
-                    operator: "gte".into(),
-                    value: serde_json::json!(expires - 1000),
-                },
-                Filter {
-                    field: "expiration".into(),
-                    operator: "lte".into(),
-                    value: serde_json::json!(expires + 1000),
-                },
+                self.expiration_filter(tenant, "gte", expires - 1000),
+                self.expiration_filter(tenant, "lte", expires + 1000),
             ];
-            records.extend(tenant.list(window).await?);
+            records.extend(self.list_ms(tenant, profile, window).await?);
         }
         // Once after the ledger was lost (or missing: its absence cannot tell a first start from
         // a loss), every unexpired key, to find our tags; it measures the clock on the way.
         if lost {
-            records.extend(tenant.list(vec![unexpired(now)]).await?);
+            records.extend(
+                self.list_ms(tenant, profile, vec![self.unexpired(tenant, now)])
+                    .await?,
+            );
             self.with_state(profile, |s| s.full_scan_done = true);
         }
         records.sort_by_key(|r| r.id);

@@ -45,7 +45,9 @@ impl Broker {
         // One listing: the ids, and the Primary key's own record (who we are on this tenant).
         let mut probe: Vec<i64> = ids.to_vec();
         probe.extend(origin.primary_key_id);
-        let listed = tenant.list(vec![Filter::ids(&probe)]).await;
+        let listed = self
+            .list_ms(tenant, profile, vec![Filter::ids(&probe)])
+            .await;
         let (targets, foreign) = match &listed {
             Ok(records) => {
                 let creator = origin
@@ -90,87 +92,117 @@ impl Broker {
                 }
             });
         }
-        let result = match listed {
-            Err(e) => Err(e),
-            Ok(_) if targets.is_empty() => Ok(0),
+        // Ids the tenant did not delete, with why: all of them when the listing or the call
+        // failed; after a reply that does not say (`{"reply": true}`, or a count short of the
+        // ids), the ones a listing still shows.
+        let (failed, error): (Vec<i64>, Option<TenantError>) = match listed {
+            Err(e) => (ids.to_vec(), Some(e)),
+            Ok(_) if targets.is_empty() => (Vec::new(), None),
             Ok(_) => {
                 crash_point("before-delete");
-                tenant.delete(&targets).await
+                match tenant.delete(&targets).await {
+                    Ok(DeleteOutcome::Count(n)) if n >= targets.len() as u64 => (Vec::new(), None),
+                    Ok(outcome) => match self.still_listed(tenant, profile, &targets).await {
+                        Some(left) if !left.is_empty() => {
+                            let e = TenantError {
+                                kind: ErrorKind::Server,
+                                status: None,
+                                message: format!(
+                                    "the tenant answered delete with {outcome:?} but still lists key(s) {left:?}"
+                                ),
+                                uncertain: false,
+                            };
+                            (left, Some(e))
+                        }
+                        // Gone, or the listing failed: the tenant said it accepted the call.
+                        _ => (Vec::new(), None),
+                    },
+                    Err(e) => (targets.clone(), Some(e)),
+                }
             }
         };
-        let pending: Vec<i64> = if result.is_ok() {
-            targets.clone()
-        } else {
-            ids.iter()
-                .copied()
-                .filter(|id| !foreign.contains(id))
-                .collect()
-        };
+        let revoked: Vec<i64> = targets
+            .iter()
+            .copied()
+            .filter(|id| !failed.contains(id))
+            .collect();
         let now = self.now();
         let _ = self.update_ledger(|l| {
-            for &id in &pending {
-                match &result {
-                    Ok(_) => {
-                        l.unqueue(id, &origin.base_url);
-                        if let Some(k) = l.by_id_mut(id, &origin.base_url) {
-                            k.state = KeyState::Revoked;
-                            k.note = Some(why.to_string());
-                        }
-                    }
-                    Err(e) => {
-                        let tag = l
-                            .tag_of(id, &origin.base_url)
-                            .or_else(|| listed_tag(&expected, id).map(str::to_string));
-                        if let Some(k) = l.by_id_mut(id, &origin.base_url)
-                            && k.state != KeyState::Revoked
-                        {
-                            k.state = KeyState::Retiring;
-                            k.retire_at_ms = Some(now);
-                        }
-                        let attempts = l
-                            .outbox
-                            .iter()
-                            .find(|o| o.id == id && o.on_tenant(&origin.base_url))
-                            .map_or(0, |o| o.attempts);
-                        l.queue_delete(
-                            id,
-                            profile,
-                            &origin,
-                            tag,
-                            &e.message,
-                            now + backoff_ms(attempts.saturating_add(1)),
-                        );
-                    }
+            for &id in &revoked {
+                l.unqueue(id, &origin.base_url);
+                if let Some(k) = l.by_id_mut(id, &origin.base_url) {
+                    k.state = KeyState::Revoked;
+                    k.note = Some(why.to_string());
                 }
+            }
+            let Some(e) = &error else { return };
+            for &id in &failed {
+                let tag = l
+                    .tag_of(id, &origin.base_url)
+                    .or_else(|| listed_tag(&expected, id).map(str::to_string));
+                if let Some(k) = l.by_id_mut(id, &origin.base_url)
+                    && k.state != KeyState::Revoked
+                {
+                    k.state = KeyState::Retiring;
+                    k.retire_at_ms = Some(now);
+                }
+                let attempts = l
+                    .outbox
+                    .iter()
+                    .find(|o| o.id == id && o.on_tenant(&origin.base_url))
+                    .map_or(0, |o| o.attempts);
+                l.queue_delete(
+                    id,
+                    profile,
+                    &origin,
+                    tag,
+                    &e.message,
+                    now + backoff_ms(attempts.saturating_add(1)),
+                );
             }
         });
         // Forgotten ids count as settled: the caller's key is gone from our view either way.
-        let settled: Vec<i64> = match &result {
-            Ok(_) => targets.iter().chain(&foreign).copied().collect(),
-            Err(_) => foreign.clone(),
-        };
+        let settled: Vec<i64> = revoked.iter().chain(&foreign).copied().collect();
         self.with_state(profile, |s| {
             if s.active.as_ref().is_some_and(|a| settled.contains(&a.id)) {
                 s.active = None;
             }
         });
-        match result {
-            Ok(_) => {
-                tracing::info!(ids = ?targets, reason = why, "revoked keys");
-                targets
-            }
-            Err(e) => {
-                tracing::warn!(?ids, error = %e, "revocation failed; queued for retry");
-                if e.kind.is_auth() {
-                    self.with_state(profile, |s| {
-                        s.refused = true;
-                        s.last_error = Some(e.clone().into());
-                    });
-                    self.emit_status(profile);
-                }
-                Vec::new()
+        if !revoked.is_empty() {
+            tracing::info!(ids = ?revoked, reason = why, "revoked keys");
+        }
+        if let Some(e) = error {
+            tracing::warn!(ids = ?failed, error = %e, "revocation failed; queued for retry");
+            if e.kind.is_auth() {
+                self.with_state(profile, |s| {
+                    s.refused = true;
+                    s.last_error = Some(e.clone().into());
+                });
+                self.emit_status(profile);
             }
         }
+        revoked
+    }
+
+    /// Which of `ids` the tenant still lists unexpired; `None` when it cannot be asked.
+    async fn still_listed(
+        &self,
+        tenant: &Arc<dyn Tenant>,
+        profile: &str,
+        ids: &[i64],
+    ) -> Option<Vec<i64>> {
+        let now = self.tenant_now(tenant);
+        let records = self
+            .list_ms(tenant, profile, vec![Filter::ids(ids)])
+            .await
+            .ok()?;
+        Some(
+            records
+                .iter()
+                .filter(|r| ids.contains(&r.id) && r.expiration.is_none_or(|e| e > now))
+                .map(|r| r.id)
+                .collect(),
+        )
     }
 
     /// Revoke the active and retiring keys (`all`: also every key on the tenant tagged as this
@@ -214,8 +246,9 @@ impl Broker {
         let prefix = self.tag_prefix(profile);
         let url = tenant.base_url().to_string();
         let mut ids = self.with_ledger(|l| l.live_ids(profile, &url));
-        let on_tenant = tenant
-            .list(vec![unexpired(self.tenant_now(&tenant))])
+        let now = self.tenant_now(&tenant);
+        let on_tenant = self
+            .list_ms(&tenant, profile, vec![self.unexpired(&tenant, now)])
             .await?;
         ids.extend(
             on_tenant

@@ -10,6 +10,9 @@ pub(super) struct ActiveKey {
     pub(super) expires_ms: i64,
     pub(super) generation: u64,
     pub(super) role: String,
+    /// Checked against the inventory by this process: a key restored from the store is not
+    /// handed out before it is checked again (the console may have broadened it meanwhile).
+    pub(super) verified: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Default)]
@@ -289,17 +292,24 @@ impl Broker {
             expires_ms: stored.expires_ms,
             generation: stored.generation,
             role: entry.role,
+            verified: false,
         })
     }
 
-    /// The current key if it stays valid for `min_valid_ms` by the tenant's clock.
-    pub(super) fn valid_active(&self, profile: &str, min_valid_ms: i64) -> Option<Credentials> {
+    /// The current key if it stays valid for `min_valid_ms` by the tenant's clock and (when
+    /// `verified_only`, as for anything handed out) was checked against the inventory.
+    pub(super) fn valid_active(
+        &self,
+        profile: &str,
+        min_valid_ms: i64,
+        verified_only: bool,
+    ) -> Option<Credentials> {
         let offset = self.with_state(profile, |s| {
             s.tenant.as_ref().map(|t| t.clock_offset_ms()).unwrap_or(0)
         });
         let now = self.now() + offset;
         self.with_state(profile, |s| {
-            let a = s.active.as_ref()?;
+            let a = s.active.as_ref().filter(|a| a.verified || !verified_only)?;
             (a.expires_ms - min_valid_ms > now).then(|| Credentials {
                 profile: profile.to_string(),
                 base_url: s.base_url.clone().unwrap_or_default(),

@@ -63,7 +63,7 @@ impl Broker {
     /// The profile's status for callers (editors, `scanmint status`).
     pub async fn status(&self, profile: &str) -> StatusReport {
         self.load(profile).await;
-        let key = self.valid_active(profile, 0).map(|c| KeyInfo {
+        let key = self.valid_active(profile, 0, false).map(|c| KeyInfo {
             key_id: c.key_id,
             fingerprint: c.key.fingerprint(),
             role: c.role.clone(),

@@ -23,7 +23,9 @@ pub trait Tenant: Send + Sync {
     async fn generate(&self, req: &GenerateRequest) -> Result<GenerateReply, TenantError>;
     /// Every key matching `filters`, across pages.
     async fn list(&self, filters: Vec<Filter>) -> Result<Vec<KeyRecord>, TenantError>;
-    async fn delete(&self, ids: &[i64]) -> Result<u64, TenantError>;
+    /// A count, or only "accepted" (some tenants answer `{"reply": true}`): the caller confirms
+    /// by listing when the reply does not say.
+    async fn delete(&self, ids: &[i64]) -> Result<DeleteOutcome, TenantError>;
     /// Whether a minted (Standard) key works, asked the way the scanner would authenticate.
     async fn validate(&self, key_id: i64, key: &Secret) -> Result<bool, TenantError>;
     /// Tenant clock minus ours (ms), 0 until measured.
@@ -33,6 +35,36 @@ pub trait Tenant: Send + Sync {
         true
     }
     fn base_url(&self) -> &str;
+    /// What the tenant's replies have shown of its dialect so far (for `doctor`).
+    fn dialect(&self) -> DialectSeen {
+        DialectSeen::default()
+    }
+}
+
+/// What a `delete` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The tenant deleted this many keys (fewer than asked when some were gone already).
+    Count(u64),
+    /// Accepted without a count: confirm by listing when it matters.
+    Accepted,
+}
+
+/// The points where tenants differ, as seen in their replies; `None` where nothing told yet.
+/// Informational (doctor, bug reports); the broker acts only on the time unit, which it learns
+/// itself (`units.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DialectSeen {
+    /// `upper` (`DATA`/`TOTAL_COUNT`) or `lower` (`data`/`total_count`).
+    pub list_casing: Option<String>,
+    /// `honoured`, `ignored`, or `unknown` (every listing fitted one page).
+    pub paging: Option<String>,
+    /// `update_count` or `reply_true`.
+    pub delete_reply: Option<String>,
+    /// `get` or `post`.
+    pub validate: Option<String>,
+    /// The unit the client saw in listings (`ms` or `s`).
+    pub time_unit: Option<String>,
 }
 
 /// Makes a tenant connection for a Primary key.
@@ -197,6 +229,9 @@ pub struct TenantError {
     pub kind: ErrorKind,
     pub status: Option<u16>,
     pub message: String,
+    /// Only for `generate`: it failed after it may have reached the tenant (5xx, a dropped
+    /// connection, a timeout), so a key may exist whose secret was lost with the reply.
+    pub uncertain: bool,
 }
 
 impl std::fmt::Display for TenantError {

@@ -85,6 +85,9 @@ pub enum Event {
         profile: String,
         generation: Option<u64>,
     },
+    /// Something every editor of the profile should be told once, in words (a live key was
+    /// changed on the tenant and replaced, say).
+    Notice { profile: String, message: String },
 }
 
 /// What `scan_failed` found.
@@ -116,4 +119,8 @@ pub struct LoginOutcome {
 pub struct ReconcileReport {
     pub revoked: Vec<i64>,
     pub forgotten: Vec<i64>,
+    /// Live keys of ours whose record is still exactly the role at the Standard level.
+    pub verified: Vec<i64>,
+    /// Why live keys were revoked for no longer being that (changed on the tenant).
+    pub changed: Vec<String>,
 }

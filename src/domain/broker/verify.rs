@@ -9,6 +9,22 @@ pub(super) fn check_record(
     p: &Profile,
     expires_ms: i64,
 ) -> Result<(), BrokerError> {
+    check_grant(record, p)?;
+    match record.expiration {
+        Some(e) if e.abs_diff(expires_ms) <= 1000 => Ok(()),
+        other => Err(BrokerError::new(
+            "wrong_expiry",
+            format!(
+                "the new key {} expires at {:?}, not at {expires_ms} as asked; the key was revoked",
+                record.id, other
+            ),
+        )),
+    }
+}
+
+/// Exactly the one role, at the Standard level: checked at mint and again whenever the
+/// inventory is read (the console can edit a key's roles after it was verified).
+pub(super) fn check_grant(record: &KeyRecord, p: &Profile) -> Result<(), BrokerError> {
     let mut roles = record.roles.clone();
     roles.sort();
     if roles != [p.role.clone()] {
@@ -31,16 +47,7 @@ pub(super) fn check_record(
             ),
         ));
     }
-    match record.expiration {
-        Some(e) if e.abs_diff(expires_ms) <= 1000 => Ok(()),
-        other => Err(BrokerError::new(
-            "wrong_expiry",
-            format!(
-                "the new key {} expires at {:?}, not at {expires_ms} as asked; the key was revoked",
-                record.id, other
-            ),
-        )),
-    }
+    Ok(())
 }
 
 impl Broker {
@@ -52,15 +59,19 @@ impl Broker {
         p: &Profile,
         expires_ms: i64,
     ) -> Result<(), BrokerError> {
-        let records = tenant.list(vec![Filter::ids(&[id])]).await.map_err(|e| {
-            BrokerError::new(
-                "unverified",
-                format!(
-                    "cannot verify the new key, so it is not used: {}",
-                    e.message
-                ),
-            )
-        })?;
+        let sent_in = self.unit(tenant);
+        let records = self
+            .list_ms(tenant, &p.name, vec![Filter::ids(&[id])])
+            .await
+            .map_err(|e| {
+                BrokerError::new(
+                    "unverified",
+                    format!(
+                        "cannot verify the new key, so it is not used: {}",
+                        e.message
+                    ),
+                )
+            })?;
         let mut matching = records.iter().filter(|r| r.id == id);
         let record = matching.next().ok_or_else(|| {
             BrokerError::new(
@@ -73,6 +84,28 @@ impl Broker {
                 "unverified",
                 format!(
                     "the tenant's inventory lists the new key {id} more than once; it cannot be verified, so it is not used"
+                ),
+            ));
+        }
+        // Read in the unit the tenant's own stamps show (learned from this very listing), an
+        // expiry in 1970 or millennia away means `expiration` went out in the wrong unit.
+        if let Some(recorded) = record.expiration
+            && units::absurd(recorded, self.tenant_now(tenant))
+        {
+            let now_in = self.unit(tenant);
+            let why = if now_in == sent_in {
+                format!("scanmint sent it in {}", sent_in.name())
+            } else {
+                format!(
+                    "scanmint sent it in {}, but the tenant's own timestamps are in {}",
+                    sent_in.name(),
+                    now_in.name()
+                )
+            };
+            return Err(BrokerError::new(
+                "wrong_unit",
+                format!(
+                    "the tenant recorded an absurd expiry for the new key {id} ({recorded} ms since 1970; {why}); the key was revoked and never used"
                 ),
             ));
         }

@@ -183,6 +183,13 @@ pub(crate) async fn fan_out(
                 }
             }
             Event::KeyChanged { .. } => {}
+            Event::Notice { profile, message } => {
+                for s in hub.sessions_of(&profile).into_iter().filter(|s| s.editor) {
+                    s.client
+                        .show_message(MessageType::WARNING, message.clone())
+                        .await;
+                }
+            }
         }
     }
 }

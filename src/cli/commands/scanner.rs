@@ -19,7 +19,19 @@ pub(crate) async fn stand_in_scanner() -> anyhow::Result<i32> {
     opts.retry = crate::tenant::papi::RetryPolicy::none();
     opts.ca_file = std::env::var_os("SCANMINT_SCANNER_CA").map(PathBuf::from);
     let client = crate::tenant::papi::Client::new(opts)?;
-    match client.download_link().await {
+    // Like the vendor's SDK, the scanner waits out the tenant-wide rate limit (429), which the
+    // broker's own calls share; anything else (a 401 above all) fails the scan at once.
+    let mut reply = client.download_link().await;
+    for wait_ms in [250, 500, 1000, 2000] {
+        match &reply {
+            Err(e) if e.kind == crate::tenant::papi::ErrorKind::RateLimited => {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                reply = client.download_link().await;
+            }
+            _ => break,
+        }
+    }
+    match reply {
         Ok(link) => {
             println!(
                 "scanner: authenticated with key {id}; CLI download link for {}",

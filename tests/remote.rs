@@ -348,3 +348,101 @@ async fn the_far_side_refuses_a_socket_others_could_use() {
         "no daemon spawned"
     );
 }
+
+/// The tenant's comment on key `id` (the emulator's admin view: what the console shows).
+fn comment_of(env: &Env, id: &Value) -> String {
+    let id = id.as_i64().expect("a key id");
+    env.emulator
+        .keys()
+        .into_iter()
+        .find(|k| k.id == id)
+        .map(|k| k.comment)
+        .unwrap_or_else(|| panic!("key {id} is not on the tenant"))
+}
+
+fn is_live(env: &Env, id: &Value) -> bool {
+    env.emulator
+        .live_keys()
+        .iter()
+        .any(|k| Some(k.id) == id.as_i64())
+}
+
+/// Issue 15: keys handed out over the restricted socket carry their own tag, are never the
+/// workstation's cached key, live while a remote session uses them and go with logout.
+#[tokio::test]
+async fn remote_keys_carry_their_own_tag_and_are_kept_apart() {
+    let env = Env::new().await;
+    let local = env.lsp(json!({ "clientKind": "exec" })).await;
+    let own = local.request("scanmint/credentials", json!({})).await;
+    let remote = remote_client(&env, json!({})).await;
+    let handed = remote
+        .request("scanmint/credentials", json!({}))
+        .await
+        .expect("credentials on the remote socket");
+    assert_ne!(
+        handed["keyId"], own["keyId"],
+        "a remote session never gets the workstation's key"
+    );
+    let tag = comment_of(&env, &handed["keyId"]);
+    assert!(
+        tag.starts_with("scanmint ") && tag.contains(" default remote-"),
+        "the console shows the key went to a remote: {tag}"
+    );
+    assert!(
+        !comment_of(&env, &own["keyId"]).contains("remote"),
+        "the workstation's key is not tagged remote"
+    );
+    // Remote sessions share one key (no mint per session), and the workstation keeps its own.
+    let second = remote_client(&env, json!({})).await;
+    let shared = second
+        .request("scanmint/credentials", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(shared["keyId"], handed["keyId"]);
+    let again = local.request("scanmint/credentials", json!({})).await;
+    assert_eq!(again["keyId"], own["keyId"]);
+    // A failure report for a key the tenant still accepts changes nothing.
+    remote
+        .request(
+            "scanmint/credentials",
+            json!({ "rejectedKeyId": handed["keyId"] }),
+        )
+        .await
+        .unwrap();
+    assert!(is_live(&env, &handed["keyId"]));
+
+    // Logout on the workstation revokes both, the remote one while still in use.
+    let (code, _, err) = env.run(&["logout"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !is_live(&env, &handed["keyId"]),
+        "logout revokes the remote key"
+    );
+    assert!(
+        !is_live(&env, &own["keyId"]),
+        "logout revokes the workstation's key"
+    );
+}
+
+/// A remote key nobody uses any more is revoked; while used, nothing revokes it.
+#[tokio::test]
+async fn a_remote_key_lives_while_a_remote_session_uses_it() {
+    let env = Env::new().await;
+    let remote = remote_client(&env, json!({})).await;
+    let handed = remote
+        .request("scanmint/credentials", json!({}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(is_live(&env, &handed["keyId"]), "in use: kept");
+    drop(remote);
+    assert!(
+        eventually(5, || !is_live(&env, &handed["keyId"])).await,
+        "once the remote session is gone its key is revoked"
+    );
+    assert!(
+        env.emulator.live_keys().iter().all(|k| k.is_primary),
+        "nothing else was minted: {:?}",
+        env.emulator.live_keys()
+    );
+}

@@ -251,7 +251,19 @@ env > "$HOME/session.env"
         .and_then(|v| v.parse::<i64>().ok())
         .expect("the scanner got a key id");
     assert_ne!(minted_id, env.emulator.primary_key_id());
-    assert!(env.minted_live().contains(&minted_id));
+    // A remote key of its own, tagged so the console shows it went to a remote; the scan is
+    // over and no remote session uses it any more, so it is revoked.
+    let record = env
+        .emulator
+        .keys()
+        .into_iter()
+        .find(|k| k.id == minted_id)
+        .expect("the key was minted on the workstation's tenant");
+    assert!(record.comment.contains(" remote-"), "{}", record.comment);
+    assert!(
+        eventually(5, || !env.minted_live().contains(&minted_id)).await,
+        "the remote key is revoked once no remote session uses it"
+    );
 
     // Nothing of the Primary key on the remote: its files, and /tmp files it owns.
     let secret = env.emulator.primary_key().expose().to_string();

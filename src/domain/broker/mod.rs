@@ -9,6 +9,7 @@ mod login;
 mod mint;
 mod reconcile;
 mod reload;
+mod remote_key;
 mod reverify;
 mod revoke;
 mod rotate;
@@ -32,6 +33,7 @@ use tokio::sync::{Notify, broadcast};
 pub use lease::Lease;
 use mint::{backoff_ms, crash_point};
 use reconcile::tagged;
+pub use remote_key::REMOTE_TAG;
 use state::*;
 pub use status::{KeyInfo, State, StatusError, StatusReport};
 pub use tenant::{

@@ -231,9 +231,12 @@ impl Broker {
     /// Retiring keys beyond `max_live_keys` (the active key counts as one), oldest first: the
     /// cap holds even for keys still in use.
     pub(super) fn over_cap(&self, p: &Profile, url: &str) -> Vec<i64> {
+        // Remote sessions' keys have their own cap (`remote_key.rs`).
+        let prefix = self.tag_prefix(&p.name);
         let mut live: Vec<LedgerKey> = self.with_ledger(|l| {
             l.live(&p.name, url)
                 .filter(|k| k.state == KeyState::Retiring && k.id.is_some())
+                .filter(|k| !remote_key::is_remote_tag(&k.tag, &prefix))
                 .cloned()
                 .collect()
         });

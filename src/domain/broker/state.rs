@@ -35,6 +35,8 @@ pub(super) struct ProfileState {
     pub(super) refused: bool,
     pub(super) phase: Phase,
     pub(super) active: Option<ActiveKey>,
+    /// The key remote sessions share (`remote_key.rs`): never stored, never the active one.
+    pub(super) remote: Option<ActiveKey>,
     pub(super) last_error: Option<BrokerError>,
     /// Consecutive transient failures, and when the next attempt may start.
     pub(super) failures: u32,

@@ -15,18 +15,35 @@ pub(crate) struct CredentialsParams {
 impl Session {
     pub(crate) async fn credentials(&self, params: CredentialsParams) -> Result<Value> {
         let profile = self.profile(params.profile.as_deref());
-        if let Some(key_id) = params.rejected_key_id {
+        if let Some(key_id) = params.rejected_key_id.filter(|_| self.remote) {
+            // A remote key the tenant rejects is not handed out again.
+            self.broker()
+                .remote_scan_failed(&profile, key_id)
+                .await
+                .map_err(err)?;
+        } else if let Some(key_id) = params.rejected_key_id {
             self.broker()
                 .scan_failed(&profile, key_id)
                 .await
                 .map_err(err)?;
         }
         let min_valid = Duration::from_secs(params.min_valid_secs.unwrap_or(60).min(86_400 * 365));
-        let c = self
-            .broker()
-            .credentials(&profile, min_valid)
-            .await
-            .map_err(err)?;
+        // A remote session gets a key of its own (tagged as remote), leased while it lives.
+        let (c, remote_lease) = if self.remote {
+            let (c, lease) = self
+                .broker()
+                .remote_credentials(&profile, min_valid)
+                .await
+                .map_err(err)?;
+            (c, Some(lease))
+        } else {
+            let c = self
+                .broker()
+                .credentials(&profile, min_valid)
+                .await
+                .map_err(err)?;
+            (c, None)
+        };
         let mut reply = json!({
             "profile": c.profile,
             "baseUrl": c.base_url,
@@ -44,7 +61,8 @@ impl Session {
                 leases.clear();
             }
             if !leases.iter().any(|l| l.key_id() == c.key_id) {
-                leases.push(self.broker().lease(&profile, c.key_id));
+                leases
+                    .push(remote_lease.unwrap_or_else(|| self.broker().lease(&profile, c.key_id)));
             }
             reply["key"] = json!(c.key.expose());
             reply["env"] = json!({

@@ -23,6 +23,17 @@ impl Session {
             reason = params.reason.as_deref().unwrap_or(""),
             "a scanner reported an authentication failure"
         );
+        if self.remote {
+            // Only the remote sessions' own key is checked: never the workstation's.
+            if let Err(e) = self
+                .broker()
+                .remote_scan_failed(&profile, params.key_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not check the reported key");
+            }
+            return;
+        }
         match self.broker().scan_failed(&profile, params.key_id).await {
             Ok(ScanFailure::Replaced(generation)) => {
                 tracing::info!(generation, "replaced the rejected key")

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::domain::wipe::{zeroize_bytes, zeroize_strings};
+
 /// An error answered by the server, or a broken connection.
 #[derive(Debug, Clone)]
 pub struct RpcError {
@@ -58,11 +60,23 @@ pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
     w: &mut W,
     msg: &Value,
 ) -> std::io::Result<()> {
-    let body = serde_json::to_vec(msg)?;
+    let mut body = serde_json::to_vec(msg)?;
     let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     frame.extend_from_slice(&body);
-    w.write_all(&frame).await?;
+    // A login request carries the Primary key: neither copy outlives the write.
+    zeroize_bytes(&mut body);
+    let written = w.write_all(&frame).await;
+    zeroize_bytes(&mut frame);
+    written?;
     w.flush().await
+}
+
+/// Parse a frame's body, then overwrite the body with zeros: a credentials reply or a login
+/// request holds a secret, and the buffer would otherwise be freed with it still inside.
+pub fn parse_and_wipe(body: &mut Vec<u8>) -> serde_json::Result<Value> {
+    let parsed = serde_json::from_slice(body);
+    zeroize_bytes(body);
+    parsed
 }
 
 /// Read one framed message; `None` at end of stream.
@@ -94,8 +108,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         )));
     }
     let mut body = vec![0; length];
-    r.read_exact(&mut body).await?;
-    serde_json::from_slice(&body)
+    if let Err(e) = r.read_exact(&mut body).await {
+        zeroize_bytes(&mut body);
+        return Err(e);
+    }
+    parse_and_wipe(&mut body)
         .map(Some)
         .map_err(std::io::Error::other)
 }
@@ -171,11 +188,11 @@ impl LspClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
-        let msg = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        if write_frame(&mut *self.writer.lock().await, &msg)
-            .await
-            .is_err()
-        {
+        let mut msg = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let written = write_frame(&mut *self.writer.lock().await, &msg).await;
+        // The params may hold the Primary key (`scanmint.login`): wipe our copy once sent.
+        zeroize_strings(&mut msg);
+        if written.is_err() {
             self.pending.lock().unwrap().remove(&id);
             return Err(RpcError::closed());
         }
@@ -239,9 +256,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     pending: Pending,
     messages: mpsc::UnboundedSender<ServerMessage>,
 ) {
-    while let Ok(Some(msg)) = read_frame(&mut read).await {
+    while let Ok(Some(mut msg)) = read_frame(&mut read).await {
         let id = msg.get("id").cloned();
-        match (msg.get("method").and_then(|m| m.as_str()), id) {
+        let method = msg
+            .get("method")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned);
+        match (method, id) {
             (Some(method), Some(id)) => {
                 // A server request: answer null (no progress UI, no prompt), and pass it on.
                 let reply = json!({ "jsonrpc": "2.0", "id": id, "result": null });
@@ -249,14 +270,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let _ = write_frame(&mut *writer.lock().await, &reply).await;
                 }
                 let _ = messages.send(ServerMessage {
-                    method: method.into(),
-                    params: msg["params"].clone(),
+                    method,
+                    params: msg["params"].take(),
                 });
             }
             (Some(method), None) => {
                 let _ = messages.send(ServerMessage {
-                    method: method.into(),
-                    params: msg["params"].clone(),
+                    method,
+                    params: msg["params"].take(),
                 });
             }
             (None, Some(id)) => {
@@ -270,12 +291,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         message: e["message"].as_str().unwrap_or("error").to_string(),
                         data: e.get("data").cloned(),
                     }),
-                    None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
+                    // Moved, not cloned: a credentials reply's key is then in one place only,
+                    // the Value the caller owns and wipes (`exec::take_credentials`).
+                    None => Ok(msg["result"].take()),
                 };
                 let _ = tx.send(result);
             }
             (None, None) => {}
         }
+        // Whatever is left of the message (an error's text, an unused field) is wiped too.
+        zeroize_strings(&mut msg);
     }
     // Connection closed: fail every waiting request.
     for (_, tx) in pending.lock().unwrap().drain() {
@@ -294,5 +319,25 @@ mod tests {
         let input = b"Content-Length: 2\r\n\r\n{}".as_slice();
         let frame = read_frame(&mut BufReader::new(input)).await.unwrap();
         assert_eq!(frame, Some(json!({})));
+    }
+
+    #[test]
+    fn a_credentials_reply_leaves_no_secret_in_its_frame_buffer() {
+        let secret = "MintedKeySecret-0123456789abcdefXYZ";
+        let reply = json!({ "jsonrpc": "2.0", "id": 3, "result": {
+            "keyId": 7, "key": secret, "env": { "CORTEX_API_KEY": secret } } });
+        let mut body = serde_json::to_vec(&reply).unwrap();
+        let len = body.len();
+        let parsed = parse_and_wipe(&mut body).unwrap();
+        assert_eq!(parsed["result"]["key"], secret);
+        assert_eq!(body.len(), len);
+        assert!(
+            body.iter().all(|&b| b == 0),
+            "the frame buffer still holds bytes"
+        );
+        // A body that does not parse is wiped all the same.
+        let mut bad = format!("{{\"key\":\"{secret}\"").into_bytes();
+        assert!(parse_and_wipe(&mut bad).is_err());
+        assert!(bad.iter().all(|&b| b == 0));
     }
 }

@@ -12,6 +12,7 @@ use crate::cli::client::LspClient;
 pub use crate::cli::wrapper::{strip_credential_flags, write_wrapper};
 use crate::domain::broker::SCAN_MIN_VALID_SECS;
 use crate::domain::secret::Secret;
+use crate::domain::wipe::zeroize_strings;
 use crate::serve::protocol::{self, Method};
 
 /// The Cortex CLI's exit code for "failure talking to the platform" (auth failures land here).
@@ -25,23 +26,30 @@ struct Handed {
 }
 
 fn take_credentials(mut reply: Value) -> anyhow::Result<Handed> {
+    take_credentials_from(&mut reply)
+}
+
+/// The key moved out of `reply` into a `Secret`, and every string left in `reply` wiped.
+fn take_credentials_from(reply: &mut Value) -> anyhow::Result<Handed> {
     let key = match reply["key"].take() {
+        // Moved into the Secret, not copied.
         Value::String(s) => Secret::new(s),
-        _ => bail!("the daemon did not hand out a key"),
+        _ => {
+            zeroize_strings(reply);
+            bail!("the daemon did not hand out a key")
+        }
     };
-    // The env map repeats the secret: take it out so it is not left lying in a JSON value.
-    if let Some(env) = reply.get_mut("env").and_then(|e| e.as_object_mut())
-        && let Some(Value::String(s)) = env.remove("CORTEX_API_KEY")
-    {
-        drop(Secret::new(s));
-    }
-    Ok(Handed {
-        base_url: reply["baseUrl"].as_str().unwrap_or_default().to_string(),
-        key_id: reply["keyId"]
-            .as_i64()
-            .context("the daemon's reply has no keyId")?,
-        key,
-    })
+    let handed = reply["keyId"]
+        .as_i64()
+        .context("the daemon's reply has no keyId")
+        .map(|key_id| Handed {
+            base_url: reply["baseUrl"].as_str().unwrap_or_default().to_string(),
+            key_id,
+            key,
+        });
+    // The env map repeats the secret: overwrite every string left in the reply before it drops.
+    zeroize_strings(reply);
+    handed
 }
 
 pub struct ExecOptions {
@@ -248,5 +256,33 @@ mod tests {
         ] {
             assert!(!hidden_from_scanner(visible), "{visible}");
         }
+    }
+}
+
+#[cfg(test)]
+mod wipe_tests {
+    use super::*;
+
+    #[test]
+    fn taking_the_credentials_leaves_no_copy_of_the_key_in_the_reply() {
+        let secret = "MintedKeySecret-0123456789abcdefXYZ";
+        let mut reply = json!({ "keyId": 7, "baseUrl": "https://t.example", "key": secret,
+            "env": { "CORTEX_API_KEY": secret, "CORTEX_API_KEY_ID": "7" } });
+        let handed = take_credentials_from(&mut reply).unwrap();
+        assert_eq!(handed.key.expose(), secret);
+        assert_eq!(
+            (handed.key_id, handed.base_url.as_str()),
+            (7, "https://t.example")
+        );
+        let text = reply.to_string();
+        assert!(!text.contains("MintedKeySecret"), "{text}");
+        assert!(
+            reply["env"]["CORTEX_API_KEY"]
+                .as_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b == 0),
+            "{text}"
+        );
     }
 }

@@ -7,3 +7,4 @@ pub mod config;
 pub mod ledger;
 pub mod secret;
 pub mod store;
+pub mod wipe;

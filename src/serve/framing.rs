@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tower_lsp_server::jsonrpc::Request;
 use tower_service::Service;
+use zeroize::{Zeroize, Zeroizing};
 
 /// No LSP message of ours comes near this; a bigger one is a broken or hostile client.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -57,19 +58,23 @@ pub fn split_frame(buf: &[u8]) -> Frame {
 pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream {
     let (mut tx, rx) = tokio::io::duplex(64 << 10);
     tokio::spawn(async move {
-        let mut buf = Vec::with_capacity(8 << 10);
-        let mut chunk = vec![0u8; 64 << 10];
+        // Both buffers see a login's Primary key and a credentials request: wiped on drop.
+        let mut buf = Zeroizing::new(Vec::with_capacity(8 << 10));
+        let mut chunk = Zeroizing::new(vec![0u8; 64 << 10]);
         loop {
             match split_frame(&buf) {
                 Frame::Complete { len, .. } => {
                     if tx.write_all(&buf[..len]).await.is_err() {
                         return;
                     }
-                    buf.drain(..len);
+                    consume_frame(&mut buf, len);
                 }
                 Frame::Incomplete => match read.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        chunk[..n].zeroize();
+                    }
                 },
                 Frame::HeaderTooLong => {
                     tracing::warn!(
@@ -88,6 +93,18 @@ pub fn guard<R: AsyncRead + Unpin + Send + 'static>(mut read: R) -> DuplexStream
         }
     });
     rx
+}
+
+/// Drop the first `len` bytes (a forwarded frame) and leave no copy of them anywhere in the
+/// buffer's allocation: `drain` alone would leave stale bytes in the spare capacity.
+pub fn consume_frame(buf: &mut Vec<u8>, len: usize) {
+    let before = buf.len();
+    buf[..len].zeroize();
+    buf.drain(..len);
+    // `drain` moved the rest to the front; zero the stale copy it left behind, in place.
+    let after = buf.len();
+    buf.resize(before, 0);
+    buf.truncate(after);
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -178,6 +195,16 @@ fn lenient_initialize(mut params: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consuming_a_frame_keeps_the_rest_in_order() {
+        let mut buf = b"Content-Length: 2\r\n\r\n{}Content-Le".to_vec();
+        let Frame::Complete { len, .. } = split_frame(&buf) else {
+            panic!("a whole frame")
+        };
+        consume_frame(&mut buf, len);
+        assert_eq!(buf, b"Content-Le");
+    }
 
     #[test]
     fn content_length_is_found_in_any_case() {

@@ -1,6 +1,7 @@
 //! `workspace/executeCommand`: login, logout, rotate, revoke, doctor.
 
 use super::*;
+use crate::domain::wipe::zeroize_strings;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -40,12 +41,26 @@ pub(crate) fn login_args_error(e: &serde_json::Error) -> String {
     )
 }
 
+/// `scanmint.login`'s arguments, read by reference: the `Secret` takes its own copy, and every
+/// string of the arguments (the Primary key, in whatever field it was pasted) is wiped after,
+/// whether they parsed or not.
+pub(crate) fn take_login_args(args: &mut [Value]) -> std::result::Result<LoginArgs, String> {
+    let parsed = match args.first() {
+        None => Err(
+            "scanmint.login takes one argument: {baseUrl, keyId, key, securityLevel?, profile?}"
+                .to_string(),
+        ),
+        Some(raw) => LoginArgs::deserialize(raw).map_err(|e| login_args_error(&e)),
+    };
+    args.iter_mut().for_each(zeroize_strings);
+    parsed
+}
+
 impl Session {
     pub(crate) async fn run_command(&self, command: &str, args: Vec<Value>) -> Result<Value> {
         if command == protocol::Login::METHOD {
-            let raw = args.into_iter().next().ok_or_else(|| invalid("scanmint.login takes one argument: {baseUrl, keyId, key, securityLevel?, profile?}"))?;
-            let a: LoginArgs =
-                serde_json::from_value(raw).map_err(|e| invalid(login_args_error(&e)))?;
+            let mut args = args;
+            let a = take_login_args(&mut args).map_err(invalid)?;
             let level = match a.security_level.as_deref() {
                 None | Some("") => SecurityLevel::Standard,
                 Some(s) => s.parse().map_err(invalid)?,
@@ -158,5 +173,21 @@ mod tests {
             .err()
             .unwrap();
         assert!(login_args_error(&e).contains("\"key\" is missing"));
+    }
+
+    /// Finding 8 (issue 12): the login arguments arrive as a `Value` we own; once the Secret is
+    /// taken, no string in them still holds the Primary key, whether they parsed or not.
+    #[test]
+    fn login_arguments_are_wiped_once_the_secret_is_taken() {
+        let secret = "Zq8sEcReTvAlUe0123456789abcdefXYZ";
+        let mut args = vec![json!({ "baseUrl": "https://t", "keyId": 1, "key": secret })];
+        let a = take_login_args(&mut args).unwrap();
+        assert_eq!(a.key.expose(), secret);
+        assert!(args[0]["key"].as_str().unwrap().bytes().all(|b| b == 0));
+        assert!(!args[0].to_string().contains("Zq8s"));
+        // Pasted into the wrong field and refused: wiped all the same.
+        let mut args = vec![json!({ "baseUrl": secret, "keyId": "x", "key": "k" })];
+        assert!(take_login_args(&mut args).is_err());
+        assert!(!args[0].to_string().contains("Zq8s"), "{}", args[0]);
     }
 }

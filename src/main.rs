@@ -5,6 +5,16 @@ use scanmint::cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    // A scan against a running daemon needs no runtime and no logging set-up: every launch of
+    // the scanner pays this start-up, so it is decided before either exists.
+    match scanmint::cli::fast_exec::try_exec(&cli.command) {
+        Ok(Some(code)) => std::process::exit(code),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("scanmint: {e:#}");
+            std::process::exit(1);
+        }
+    }
     init_logging(&cli.command);
     // Servers get two worker threads; one-shot commands (the proxy, exec, the CLI) start fastest
     // on one, and every scan pays their start-up.

@@ -108,11 +108,33 @@ pub fn watch_runtime_dir(
     (watcher, rx)
 }
 
+/// Connect to a running daemon, blocking (no runtime needed: `exec`'s fast path uses this
+/// directly); `None` when no daemon answers. Every client connection starts here, so the checks
+/// on who serves the socket live in one place: the process behind it must be ours.
+pub fn connect_running() -> anyhow::Result<Option<std::os::unix::net::UnixStream>> {
+    let socket = socket_path();
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+        return Ok(None);
+    };
+    let (uid, pid) = platform::peer_uid(&stream)
+        .with_context(|| format!("cannot tell who serves {}", socket.display()))?;
+    if uid != platform::euid() {
+        bail!(
+            "refusing to talk to the scanmint daemon at {}: the process serving it (pid {}) runs as uid {uid}, not as you (uid {})",
+            socket.display(),
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            platform::euid()
+        );
+    }
+    Ok(Some(stream))
+}
+
 /// Connect to the daemon, starting it (detached, logging to the state dir) if it is not there.
 pub async fn connect_or_spawn() -> anyhow::Result<UnixStream> {
     let socket = socket_path();
-    if let Ok(stream) = UnixStream::connect(&socket).await {
-        return Ok(stream);
+    if let Some(stream) = connect_running()? {
+        stream.set_nonblocking(true)?;
+        return Ok(UnixStream::from_std(stream)?);
     }
     spawn_daemon()?;
     let mut delay = Duration::from_millis(2);

@@ -128,11 +128,7 @@ impl Broker {
                 )
                 .await;
         }
-        let next = if unresolved {
-            PENDING_RECHECK_MS
-        } else {
-            RECONCILE_EVERY_MS
-        };
+        let next = self.next_reconcile_in(profile, unresolved);
         self.with_state(profile, |s| s.next_reconcile_ms = self.now() + next);
         if !report.revoked.is_empty() || !report.forgotten.is_empty() {
             self.emit_status(profile);

@@ -4,9 +4,14 @@ use clap::Parser;
 use scanmint::cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
-    // A scan against a running daemon needs no runtime and no logging set-up: every launch of
-    // the scanner pays this start-up, so it is decided before either exists.
+    // A scan against a running daemon needs no runtime, no logging set-up and (for a plain
+    // `exec` command line) not even clap's parser: every launch of the scanner pays this
+    // start-up, so it is decided before any of them exists.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match scanmint::cli::fast_exec::exec_from_argv(&argv) {
+        Some(command) => Cli { command },
+        None => Cli::parse_from(argv),
+    };
     match scanmint::cli::fast_exec::try_exec(&cli.command) {
         Ok(Some(code)) => std::process::exit(code),
         Ok(None) => {}

@@ -23,6 +23,52 @@ use crate::cli::exec::{
 use crate::platform::signals::BlockedSignals;
 use crate::serve::protocol::{self, Method};
 
+/// `scanmint exec [--profile P] [--strip-credential-flags] [--no-ephemeral] [--] COMMAND...`
+/// read from `argv` by hand, as clap would read it; `None` for anything else (other commands,
+/// other flags, `--help`, a repeated flag), which clap then parses. Building clap's parser for
+/// the whole command line costs a launch more than the rest of this path's CPU work.
+pub fn exec_from_argv(argv: &[OsString]) -> Option<Command> {
+    if argv.get(1)?.to_str()? != "exec" {
+        return None;
+    }
+    let (mut profile, mut strip, mut no_ephemeral) = (None, false, false);
+    let mut rest = argv[2..].iter();
+    let command: Vec<OsString> = loop {
+        let arg = rest.next()?;
+        let Some(flag) = arg.to_str().filter(|a| a.starts_with('-')) else {
+            // The first positional starts the command; everything after it belongs to it.
+            break std::iter::once(arg).chain(rest).cloned().collect();
+        };
+        match flag {
+            "--" => break rest.cloned().collect(),
+            "--strip-credential-flags" if !strip => strip = true,
+            "--no-ephemeral" if !no_ephemeral => no_ephemeral = true,
+            "--profile" if profile.is_none() => {
+                let value = rest.next()?.to_str()?;
+                if value.starts_with('-') {
+                    return None;
+                }
+                profile = Some(value.to_string());
+            }
+            _ => match flag.strip_prefix("--profile=") {
+                Some(value) if profile.is_none() => profile = Some(value.to_string()),
+                _ => return None,
+            },
+        }
+    };
+    if command.is_empty() {
+        return None;
+    }
+    Some(Command::Exec {
+        profile,
+        strip_credential_flags: strip,
+        ephemeral: false,
+        no_ephemeral,
+        ttl: None,
+        command,
+    })
+}
+
 /// Run `command` on the fast path if it is a daemon-mode `exec` and a daemon is running:
 /// `Ok(Some(exit code))`. `Ok(None)`: not for this path (another command, ephemeral mode, a
 /// `--ttl` to refuse, or no daemon yet); nothing was done, so the caller runs it in full.
@@ -254,8 +300,68 @@ fn read_frame(r: &mut impl BufRead) -> std::io::Result<Option<Value>> {
 
 #[cfg(test)]
 mod tests {
-    use super::read_frame;
+    use super::{exec_from_argv, read_frame};
+    use crate::cli::Cli;
+    use clap::Parser;
     use serde_json::json;
+
+    #[test]
+    fn argv_read_by_hand_is_what_clap_reads_or_left_to_clap() {
+        let cases: &[&[&str]] = &[
+            &["exec", "--", "true"],
+            &["exec", "true", "--profile", "x"],
+            &[
+                "exec",
+                "--profile",
+                "work",
+                "--",
+                "cortex",
+                "scan",
+                "--api-key",
+                "k",
+            ],
+            &[
+                "exec",
+                "--profile=work",
+                "--strip-credential-flags",
+                "cortex",
+                "-v",
+            ],
+            &["exec", "--no-ephemeral", "--", "--weird-program"],
+            &["exec", "--strip-credential-flags", "--", "a", "--", "b"],
+            &["exec", "--", "sh", "-c", "exit 2"],
+        ];
+        for case in cases {
+            let argv: Vec<std::ffi::OsString> = std::iter::once("scanmint")
+                .chain(case.iter().copied())
+                .map(Into::into)
+                .collect();
+            let by_hand = exec_from_argv(&argv).unwrap_or_else(|| panic!("{case:?}"));
+            let by_clap = Cli::try_parse_from(&argv).unwrap().command;
+            assert_eq!(format!("{by_hand:?}"), format!("{by_clap:?}"), "{case:?}");
+        }
+        // Everything else goes to clap: its errors, its help, the flags this path does not take.
+        let declined: &[&[&str]] = &[
+            &["status"],
+            &["exec"],
+            &["exec", "--"],
+            &["exec", "--help"],
+            &["exec", "--ephemeral", "--", "true"],
+            &["exec", "--ttl", "5m", "--", "true"],
+            &["exec", "--profile", "a", "--profile", "b", "--", "true"],
+            &["exec", "--profile", "--", "true"],
+            &["exec", "--profile"],
+            &["exec", "-h"],
+            &["exec", "--no-ephemeral", "--no-ephemeral", "--", "true"],
+        ];
+        for case in declined {
+            let argv: Vec<std::ffi::OsString> = std::iter::once("scanmint")
+                .chain(case.iter().copied())
+                .map(Into::into)
+                .collect();
+            assert!(exec_from_argv(&argv).is_none(), "{case:?}");
+        }
+    }
 
     #[test]
     fn frames_are_read_in_order_and_oversized_ones_refused() {

@@ -61,7 +61,20 @@ impl Broker {
             return Ok(c);
         }
         let lock = self.mint_lock(profile);
-        let _guard = lock.lock().await;
+        // Callers waiting on another's mint are woken together when it ends, each finding the
+        // key without the lock; through the lock alone, 1000 of them would take it in turn.
+        let _guard = loop {
+            let mint_done = self.inner.mint_done.notified();
+            tokio::pin!(mint_done);
+            mint_done.as_mut().enable();
+            if let Some(c) = self.valid_active(profile, min_valid_ms) {
+                return Ok(c);
+            }
+            tokio::select! {
+                guard = lock.lock() => break guard,
+                _ = &mut mint_done => {}
+            }
+        };
         // Someone may have minted while we waited: that is the single flight.
         if let Some(c) = self.valid_active(profile, min_valid_ms) {
             return Ok(c);
@@ -75,7 +88,9 @@ impl Broker {
         if let Some(e) = backoff {
             return Err(e);
         }
-        self.mint_now(profile, false).await
+        let minted = self.mint_now(profile, false).await;
+        self.inner.mint_done.notify_waiters();
+        minted
     }
 
     /// Mint, with the mint lock held, and record the outcome in the profile's state.

@@ -61,20 +61,7 @@ impl Broker {
             return Ok(c);
         }
         let lock = self.mint_lock(profile);
-        // Callers waiting on another's mint are woken together when it ends, each finding the
-        // key without the lock; through the lock alone, 1000 of them would take it in turn.
-        let _guard = loop {
-            let mint_done = self.inner.mint_done.notified();
-            tokio::pin!(mint_done);
-            mint_done.as_mut().enable();
-            if let Some(c) = self.valid_active(profile, min_valid_ms) {
-                return Ok(c);
-            }
-            tokio::select! {
-                guard = lock.lock() => break guard,
-                _ = &mut mint_done => {}
-            }
-        };
+        let _guard = lock.lock().await;
         // Someone may have minted while we waited: that is the single flight.
         if let Some(c) = self.valid_active(profile, min_valid_ms) {
             return Ok(c);
@@ -88,9 +75,7 @@ impl Broker {
         if let Some(e) = backoff {
             return Err(e);
         }
-        let minted = self.mint_now(profile, false).await;
-        self.inner.mint_done.notify_waiters();
-        minted
+        self.mint_now(profile, false).await
     }
 
     /// Mint, with the mint lock held, and record the outcome in the profile's state.

@@ -87,8 +87,6 @@ struct Inner {
     owner: String,
     progress_ids: std::sync::atomic::AtomicU64,
     listing_done: Notify,
-    /// A `credentials` mint ended: its waiters look for the key all at once (see `credentials`).
-    mint_done: Notify,
 }
 
 /// The key broker. Cheap to clone; all clones share one state.
@@ -132,7 +130,6 @@ impl Broker {
                 owner: owner(),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
-                mint_done: Notify::new(),
             }),
         })
     }

@@ -4,7 +4,22 @@ use clap::Parser;
 use scanmint::cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    // A scan against a running daemon needs no runtime, no logging set-up and (for a plain
+    // `exec` command line) not even clap's parser: every launch of the scanner pays this
+    // start-up, so it is decided before any of them exists.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match scanmint::cli::fast_exec::exec_from_argv(&argv) {
+        Some(command) => Cli { command },
+        None => Cli::parse_from(argv),
+    };
+    match scanmint::cli::fast_exec::try_exec(&cli.command) {
+        Ok(Some(code)) => std::process::exit(code),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("scanmint: {e:#}");
+            std::process::exit(1);
+        }
+    }
     init_logging(&cli.command);
     // Servers get two worker threads; one-shot commands (the proxy, exec, the CLI) start fastest
     // on one, and every scan pays their start-up.

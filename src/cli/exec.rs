@@ -19,13 +19,28 @@ use crate::serve::protocol::{self, Method};
 pub const EXIT_PLATFORM_FAILURE: i32 = 2;
 
 /// The credentials of one `scanmint/credentials` reply, with the secret taken out of the JSON.
-struct Handed {
-    base_url: String,
-    key_id: i64,
-    key: Secret,
+pub(super) struct Handed {
+    pub(super) base_url: String,
+    pub(super) key_id: i64,
+    pub(super) key: Secret,
 }
 
-fn take_credentials(mut reply: Value) -> anyhow::Result<Handed> {
+/// The params of the `scanmint/credentials` request a scan makes (`rejected`: the key the
+/// scanner just failed with, to be checked and replaced if bad).
+pub(super) fn ask_params(profile: Option<&str>, rejected: Option<i64>) -> Value {
+    let mut params = json!({ "profile": profile, "minValidSecs": SCAN_MIN_VALID_SECS });
+    if let Some(id) = rejected {
+        params["rejectedKeyId"] = json!(id);
+    }
+    params
+}
+
+/// The params of the `scanmint/scanFailed` notification after the scanner exited 2.
+pub(super) fn scan_failed_params(key_id: i64, code: i32, profile: Option<&str>) -> Value {
+    json!({ "keyId": key_id, "exitCode": code, "reason": "the scanner exited 2 (failure talking to the platform)", "profile": profile })
+}
+
+pub(super) fn take_credentials(mut reply: Value) -> anyhow::Result<Handed> {
     take_credentials_from(&mut reply)
 }
 
@@ -73,13 +88,7 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     };
     // The session stays open while the child runs: that is what marks the key as in use.
     let client = LspClient::connect_daemon("exec", opts.profile.as_deref()).await?;
-    let ask = |rejected: Option<i64>| {
-        let mut params = json!({ "profile": opts.profile, "minValidSecs": SCAN_MIN_VALID_SECS });
-        if let Some(id) = rejected {
-            params["rejectedKeyId"] = json!(id);
-        }
-        params
-    };
+    let ask = |rejected: Option<i64>| ask_params(opts.profile.as_deref(), rejected);
     let first = take_credentials(
         client
             .request(protocol::Credentials::METHOD, ask(None))
@@ -91,7 +100,7 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         let _ = client
             .notify(
                 protocol::ScanFailed::METHOD,
-                json!({ "keyId": first.key_id, "exitCode": code, "reason": "the scanner exited 2 (failure talking to the platform)", "profile": opts.profile }),
+                scan_failed_params(first.key_id, code, opts.profile.as_deref()),
             )
             .await;
         match client
@@ -137,6 +146,28 @@ pub fn hidden_from_scanner(name: &str) -> bool {
         || name.starts_with("CORTEX_API_KEY")
 }
 
+/// The scanner's command: its arguments, the inherited environment minus what it must not see
+/// (`hidden_from_scanner`), and `(base URL, key id, key)` as its `CORTEX_*` variables. Both
+/// ways of running it (this module's and the fast path's) start from here.
+pub(super) fn scanner_command(
+    program: &OsString,
+    args: &[OsString],
+    (base_url, key_id, key): (&str, i64, &Secret),
+) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        if hidden_from_scanner(&name.to_string_lossy()) {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .env("CORTEX_API_BASE_URL", base_url)
+        .env("CORTEX_API_KEY_ID", key_id.to_string())
+        .env("CORTEX_API_KEY", key.expose());
+    command
+}
+
 /// How the scanner ended.
 pub struct ChildEnd {
     /// Its exit code (128 + signal when a signal killed it).
@@ -169,19 +200,10 @@ pub async fn run_scanner(
     kill_after_cancel: Option<Duration>,
 ) -> anyhow::Result<ChildEnd> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut command = tokio::process::Command::new(program);
-    command.args(args);
-    for (name, _) in std::env::vars_os() {
-        if hidden_from_scanner(&name.to_string_lossy()) {
-            command.env_remove(&name);
-        }
-    }
-    let mut child = command
-        .env("CORTEX_API_BASE_URL", base_url)
-        .env("CORTEX_API_KEY_ID", key_id.to_string())
-        .env("CORTEX_API_KEY", key.expose())
-        .spawn()
-        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let mut child =
+        tokio::process::Command::from(scanner_command(program, args, (base_url, key_id, key)))
+            .spawn()
+            .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
     let pid = child.id().map(|p| p as i32);
     let forward_to_child = |signo: i32| {
         if let Some(pid) = pid {

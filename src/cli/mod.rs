@@ -7,6 +7,7 @@ pub mod demo;
 pub mod doctor;
 pub mod ephemeral;
 pub mod exec;
+pub mod fast_exec;
 pub mod spinner;
 pub mod wrapper;
 

@@ -4,6 +4,7 @@
 //! module's work; `docs/porting.md` says what each needs.
 
 pub mod fs;
+pub mod signals;
 
 use std::io;
 
@@ -67,11 +68,30 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
-/// The uid of the process at the other end of a Unix socket (`SO_PEERCRED` on Linux).
-#[cfg(unix)]
-pub fn peer_uid(stream: &tokio::net::UnixStream) -> io::Result<(u32, Option<i32>)> {
-    let cred = stream.peer_cred()?;
-    Ok((cred.uid(), cred.pid()))
+/// The uid (and pid) of the process at the other end of a Unix socket (`SO_PEERCRED` on Linux),
+/// for the daemon's tokio streams and the blocking stream of `exec`'s fast path alike.
+#[cfg(target_os = "linux")]
+pub fn peer_uid(stream: &impl std::os::unix::io::AsRawFd) -> io::Result<(u32, Option<i32>)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.uid, (cred.pid > 0).then_some(cred.pid)))
 }
 
 /// This machine's name, from `/proc` (Linux), or `None`.

@@ -104,7 +104,9 @@ pub fn check_runtime_dir() -> std::io::Result<String> {
 /// Connect to the daemon at `socket` if one of ours serves it; `None` if nothing does (no
 /// directory, no socket, or a stale one). Anything that is not ours is an error, found before a
 /// byte is sent.
-async fn connect_checked(socket: &Path) -> anyhow::Result<Option<UnixStream>> {
+fn connect_checked_blocking(
+    socket: &Path,
+) -> anyhow::Result<Option<std::os::unix::net::UnixStream>> {
     check_path_length(socket)?;
     let refuse = || {
         format!(
@@ -125,7 +127,7 @@ async fn connect_checked(socket: &Path) -> anyhow::Result<Option<UnixStream>> {
         Err(e) => return Err(e).with_context(refuse),
         Ok(meta) => check_socket_file(socket, &meta).with_context(refuse)?,
     }
-    let Ok(stream) = UnixStream::connect(socket).await else {
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else {
         return Ok(None);
     };
     // The file was ours; the process listening on it must be too.
@@ -139,6 +141,17 @@ async fn connect_checked(socket: &Path) -> anyhow::Result<Option<UnixStream>> {
         );
     }
     Ok(Some(stream))
+}
+
+/// `connect_checked_blocking` for the runtime's clients.
+async fn connect_checked(socket: &Path) -> anyhow::Result<Option<UnixStream>> {
+    match connect_checked_blocking(socket)? {
+        Some(stream) => {
+            stream.set_nonblocking(true)?;
+            Ok(Some(UnixStream::from_std(stream)?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Hold an exclusive lock on the lock file for the life of the process.
@@ -191,6 +204,13 @@ pub fn watch_runtime_dir(
         tracing::warn!(dir = %dir.display(), "cannot watch the runtime directory");
     }
     (watcher, rx)
+}
+
+/// Connect to a running daemon, blocking (no runtime needed: `exec`'s fast path uses this
+/// directly); `None` when no daemon answers. Every client connection starts here, so the checks
+/// on who serves the socket live in one place: the process behind it must be ours.
+pub fn connect_running() -> anyhow::Result<Option<std::os::unix::net::UnixStream>> {
+    connect_checked_blocking(&socket_path())
 }
 
 /// Connect to the daemon, starting it (detached, logging to the state dir) if it is not there.

@@ -446,6 +446,8 @@ impl Broker {
                 tracing::warn!(key_id = reply.id, reason = %why.message, "minted key failed verification; revoking it");
                 self.revoke_ids(tenant, &p.name, &[reply.id], "failed verification")
                     .await;
+                // The tenant disagreed with what it just said: settle the ledger against it soon.
+                self.with_state(&p.name, |s| s.next_reconcile_ms = 0);
                 // The unit is learned now (from the key's own record): mint again, once.
                 if why.code == "wrong_unit" && !unit_retried && self.unit(tenant) != unit {
                     unit_retried = true;

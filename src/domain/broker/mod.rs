@@ -49,7 +49,7 @@ use crate::domain::ledger::{KeyState, Ledger, LedgerFile, LedgerKey, Origin, sam
 use crate::domain::secret::{self, Secret};
 use crate::domain::store::{Store, Tier};
 
-/// Reconcile with the tenant this often even when nothing happens.
+/// Reconcile with the tenant this often while a failed delete waits in the outbox.
 const RECONCILE_EVERY_MS: i64 = 3600 * 1000;
 /// A listing judges only keys created this long before it began: timestamps carry the error
 /// of the tenant-clock estimate (the `Date` header has one-second resolution).

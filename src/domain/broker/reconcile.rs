@@ -153,11 +153,7 @@ impl Broker {
         {
             tracing::warn!(profile, error = %e, "could not replace a key changed on the tenant");
         }
-        let next = if unresolved {
-            PENDING_RECHECK_MS
-        } else {
-            RECONCILE_EVERY_MS
-        };
+        let next = self.next_reconcile_in(profile, unresolved);
         self.with_state(profile, |s| s.next_reconcile_ms = self.now() + next);
         if !report.revoked.is_empty() || !report.forgotten.is_empty() || !report.changed.is_empty()
         {

@@ -3,7 +3,25 @@
 
 use super::*;
 
+/// With nothing to settle, the next reconcile comes after a uniformly random 6 to 8 hours: a
+/// fleet started together (a morning, an office) spreads out instead of listing in waves. See
+/// docs/benchmarks.md ("Scale on paper") for what this costs a tenant.
+const RECONCILE_IDLE_MS: std::ops::RangeInclusive<i64> = (6 * 3_600_000)..=(8 * 3_600_000);
+
 impl Broker {
+    /// How long until `profile` is reconciled again: soon while a pending entry is unresolved,
+    /// hourly while a failed delete waits in the outbox, rarely otherwise. Start-up, a login, an
+    /// uncertain generate and a failed verification ask for one at once (`next_reconcile_ms = 0`).
+    pub(super) fn next_reconcile_in(&self, profile: &str, unresolved: bool) -> i64 {
+        if unresolved {
+            return PENDING_RECHECK_MS;
+        }
+        if self.with_ledger(|l| l.outbox.iter().any(|o| o.profile == profile)) {
+            return RECONCILE_EVERY_MS;
+        }
+        rand::rng().random_range(RECONCILE_IDLE_MS)
+    }
+
     /// Do whatever is due now: rotations, retirements, outbox retries, reconciliation. Returns
     /// the wall-clock time (ms) of the next thing due.
     pub async fn tick(&self) -> i64 {
@@ -25,7 +43,7 @@ impl Broker {
         let now = self.now();
         let mut next = i64::MAX;
 
-        // Reconcile: at start, hourly, and soon after an uncertain generate.
+        // Reconcile: at start, when something needs settling, and rarely otherwise.
         if self.with_state(profile, |s| {
             s.next_reconcile_ms.max(s.reconcile_retry_after_ms) <= now
         }) {

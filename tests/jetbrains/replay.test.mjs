@@ -314,9 +314,14 @@ test('the Cortex plugin\'s CLI Path: a `scanmint wrapper` script runs the CLI wi
   const wrapper = join(dir, 'cortexcli-scanmint');
   const made = spawnSync(bin, ['wrapper', '--cli', fakeCli, '--out', wrapper], { encoding: 'utf8' });
   assert.equal(made.status, 0, `scanmint wrapper: ${made.stderr}`);
+  // An IDE's scan on a workstation, not a CI job: CI=true (as this repository's CI sets it)
+  // with the Primary key in the environment would make `exec` mint an ephemeral job key.
+  const ideEnv = { ...process.env };
+  delete ideEnv.CI;
   const ran = spawnSync(wrapper, ['code', 'scan', '--api-key', 'STALE', '--api-key-id', '9', '--api-base-url', 'https://stale.example', '--path', '.'], {
     encoding: 'utf8',
     timeout: 30_000,
+    env: ideEnv,
   });
   assert.equal(ran.status, 0, `wrapper exit ${ran.status}: ${ran.stderr}`);
   const got = Object.fromEntries(readFileSync(report, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));

@@ -254,6 +254,9 @@ pub struct LedgerFile {
     /// Set when there was no file at load: a first start, or a ledger lost (deleted, a wiped
     /// state directory restored in part). Either way the tenant is searched for our tags once.
     pub missing_at_load: bool,
+    /// Set when `installation_id` had to make a new id: a new installation, whose tag no key on
+    /// the tenant can carry yet, so a missing ledger needs no search.
+    pub installation_new: bool,
 }
 
 impl LedgerFile {
@@ -262,6 +265,7 @@ impl LedgerFile {
             path: state_dir.join("ledger.json"),
             recovered_from: None,
             missing_at_load: false,
+            installation_new: false,
         }
     }
 
@@ -309,7 +313,7 @@ impl LedgerFile {
     /// This installation's random id, made once and kept 0600 beside the ledger. It goes into
     /// every comment tag, so that logout and `revoke --all` touch only this installation's keys,
     /// not those of another container or state directory of the same user on the same host.
-    pub fn installation_id(&self) -> std::io::Result<String> {
+    pub fn installation_id(&mut self) -> std::io::Result<String> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fsutil::ensure_private_dir(dir)?;
         let path = dir.join("installation-id");
@@ -329,6 +333,7 @@ impl LedgerFile {
                     let id = crate::domain::secret::random_alphanumeric(16);
                     // Another process may create it first: then read theirs.
                     fsutil::write_private_new(&path, format!("{id}\n").as_bytes())?;
+                    self.installation_new = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -421,10 +426,13 @@ mod tests {
     #[test]
     fn the_installation_id_is_made_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
-        let file = LedgerFile::new(&dir.path().join("state"));
+        let mut file = LedgerFile::new(&dir.path().join("state"));
         let id = file.installation_id().unwrap();
-        assert_eq!(file.installation_id().unwrap(), id);
-        let other = LedgerFile::new(&dir.path().join("other"));
+        assert!(file.installation_new, "the first call makes the id");
+        let mut again = LedgerFile::new(&dir.path().join("state"));
+        assert_eq!(again.installation_id().unwrap(), id);
+        assert!(!again.installation_new, "a later start reads it");
+        let mut other = LedgerFile::new(&dir.path().join("other"));
         assert_ne!(other.installation_id().unwrap(), id);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("state/installation-id"))

@@ -187,6 +187,7 @@ impl Broker {
         });
         let file = &self.inner.ledger_file;
         let lost = (file.recovered_from.is_some() || file.missing_at_load)
+            && !file.installation_new
             && !self.with_state(profile, |s| s.full_scan_done);
         let mut records = Vec::new();
         if !ids.is_empty() {

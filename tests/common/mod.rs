@@ -245,23 +245,10 @@ impl Drop for Env {
 }
 
 fn peer_pid(stream: &std::os::unix::net::UnixStream) -> Option<i32> {
-    use std::os::unix::io::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut _ as *mut _,
-            &mut len,
-        )
-    };
-    (rc == 0 && cred.pid > 0).then_some(cred.pid)
+    // The crate's own SO_PEERCRED reader (the only `unsafe` stays in `platform`).
+    scanmint::platform::peer_uid(stream)
+        .ok()
+        .and_then(|(_, pid)| pid)
 }
 
 /// One editor-like session through `scanmint lsp`.

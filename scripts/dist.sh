@@ -41,7 +41,7 @@ target=x86_64-unknown-linux-gnu
 [[ $(uname -m) == x86_64 && $(uname -s) == Linux ]] || die "builds $target artifacts only, on $target"
 
 echo "==> scanmint $version ($profile build, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH) into $out"
-cargo build --locked --bin scanmint "${build_flags[@]}"
+cargo build --locked --bin scanmint --bin scanmint-core "${build_flags[@]}"
 bin=$root/target/$profile/scanmint
 "$bin" --version | grep -qxF "scanmint $version" || die "$bin --version does not say scanmint $version"
 
@@ -54,6 +54,7 @@ if [[ $profile == debug ]]; then
   # The release profile strips already; a debug binary's debug info (4/5 of it) only slows the
   # test down. The tarball and the VSIX get this same file.
   strip --strip-debug -o "$stage/scanmint" "$bin"
+  strip --strip-debug -o "$stage/scanmint-core" "$bin-core"
   bin=$stage/scanmint
 fi
 
@@ -77,7 +78,9 @@ normalise() { # dir
 name=scanmint-$version-$target
 tree=$stage/$name
 mkdir -p "$tree/completions"
+# The launcher and, next to it, the core it hands every command but a scan's launch to.
 install -m 0755 "$bin" "$tree/scanmint"
+install -m 0755 "$bin-core" "$tree/scanmint-core"
 cp README.md LICENSE-MIT LICENSE-APACHE "$tree/"
 "$bin" completions bash >"$tree/completions/scanmint.bash"
 "$bin" completions zsh >"$tree/completions/_scanmint"

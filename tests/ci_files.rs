@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use ci_job::*;
-use common::{BIN, Env};
+use common::{BIN, CORE, Env};
 use tokio::process::Command;
 
 /// The shell of every block scalar opened by a line reading `opener` (`run: |` in the action,
@@ -60,6 +60,7 @@ fn local_tarball(env: &Env) -> PathBuf {
     let stage = env.path("release/scanmint-test");
     std::fs::create_dir_all(&stage).unwrap();
     std::fs::copy(BIN, stage.join("scanmint")).unwrap();
+    std::fs::copy(CORE, stage.join("scanmint-core")).unwrap();
     let tarball = env.path("release/scanmint-test.tar.gz");
     let ok = std::process::Command::new("tar")
         // Fastest gzip: the debug binary is large, and the format is what matters here.

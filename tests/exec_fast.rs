@@ -152,3 +152,117 @@ async fn without_a_daemon_exec_starts_one_and_later_runs_reuse_it() {
     assert_eq!(env.daemon_pid().await, Some(daemon), "the same daemon");
     assert_eq!(env.emulator.calls().generate, 1, "one key for both runs");
 }
+
+/// Frames read from a blocking socket until the replies to every id in `ids` are in.
+fn replies(stream: &mut std::os::unix::net::UnixStream, ids: &[i64]) -> Vec<serde_json::Value> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !ids.iter().all(|id| out.iter().any(|m| m["id"] == *id)) {
+        let n = stream.read(&mut chunk).expect("a reply before the timeout");
+        assert!(n > 0, "the daemon closed the session; got {out:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let header = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = header
+                .trim_start_matches("Content-Length: ")
+                .parse()
+                .unwrap();
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            out.push(serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap());
+            buf.drain(..end + 4 + len);
+        }
+    }
+    out
+}
+
+fn frame(msg: serde_json::Value) -> Vec<u8> {
+    let body = msg.to_string();
+    format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_session_takes_its_ask_right_behind_initialize_in_one_write() {
+    use serde_json::json;
+    use std::io::Write;
+    let env = Env::new().await;
+    let (code, _, err) = env.run(&["exec", "--", "true"]).await;
+    assert_eq!(code, 0, "{err}");
+    let key = env.minted_live()[0];
+    let socket = env.socket();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut bytes = frame(json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": { "capabilities": {}, "initializationOptions": { "clientKind": "exec", "scannerOnly": true } } }));
+        bytes.extend(frame(
+            json!({ "jsonrpc": "2.0", "method": "initialized", "params": {} }),
+        ));
+        bytes.extend(frame(json!({ "jsonrpc": "2.0", "id": 2, "method": "scanmint/credentials",
+            "params": { "minValidSecs": 60 } })));
+        bytes.extend(frame(json!({ "jsonrpc": "2.0", "id": 3, "method": "textDocument/hover",
+            "params": {} })));
+        bytes.extend(frame(json!({ "jsonrpc": "2.0", "id": 4, "method": "scanmint/credentials",
+            "params": { "minValidSecs": "soon" } })));
+        stream.write_all(&bytes).unwrap();
+        let got = replies(&mut stream, &[1, 2, 3, 4]);
+        // A frame over the 16 MiB limit ends this session, and only it.
+        stream
+            .write_all(b"Content-Length: 99999999\r\n\r\n{")
+            .unwrap();
+        let mut rest = Vec::new();
+        use std::io::Read;
+        let closed = stream.read_to_end(&mut rest).is_ok();
+        (got, closed, rest)
+    })
+    .await
+    .unwrap();
+    let (got, closed, rest) = got;
+    assert!(closed && rest.is_empty(), "closed without a word: {rest:?}");
+    let (code, _, err) = env.run(&["exec", "--", "true"]).await;
+    assert_eq!(code, 0, "the daemon serves the next scanner: {err}");
+    let reply = |id: i64| got.iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!(
+        reply(1)["result"]["serverInfo"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{got:?}"
+    );
+    assert_eq!(reply(2)["result"]["keyId"], key, "{got:?}");
+    assert_eq!(
+        reply(2)["result"]["env"]["CORTEX_API_KEY_ID"],
+        key.to_string()
+    );
+    assert_eq!(
+        reply(3)["error"]["code"],
+        -32601,
+        "method not found: {got:?}"
+    );
+    assert_eq!(reply(4)["error"]["code"], -32602, "invalid params: {got:?}");
+    assert_eq!(env.emulator.calls().generate, 1, "the cached key");
+}
+
+#[tokio::test]
+async fn the_launcher_alone_says_where_its_core_belongs() {
+    let env = Env::new().await;
+    let lone = env.path("lone/scanmint");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::copy(common::BIN, &lone).unwrap();
+    let out = tokio::process::Command::new(&lone)
+        .arg("--version")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(
+        err.contains(&format!("cannot run {}-core", lone.display()))
+            && err.contains("reinstall both"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -128,7 +128,7 @@ async fn a_newer_client_replaces_an_older_daemon_and_the_key_survives() {
     let old_pid = env.daemon_pid().await.expect("the old daemon");
     assert_eq!(
         exe_of(old_pid),
-        old.canonicalize().unwrap(),
+        old.with_file_name("scanmint-core").canonicalize().unwrap(),
         "the old binary serves"
     );
     let generated = env.emulator.calls().generate;
@@ -172,7 +172,7 @@ async fn a_newer_client_replaces_an_older_daemon_and_the_key_survives() {
     wait_daemon_gone(old_pid).await;
     assert_eq!(
         exe_of(new_pid),
-        Path::new(BIN).canonicalize().unwrap(),
+        Path::new(CORE).canonicalize().unwrap(),
         "new code serves"
     );
 
@@ -219,13 +219,15 @@ async fn the_editor_proxy_replaces_an_older_daemon_before_initialize() {
     );
     let new_pid = env.daemon_pid().await.expect("a daemon");
     assert_ne!(new_pid, old_pid);
-    assert_eq!(exe_of(new_pid), Path::new(BIN).canonicalize().unwrap());
+    assert_eq!(exe_of(new_pid), Path::new(CORE).canonicalize().unwrap());
 }
 
-/// A copy of the binary standing for the previous release.
+/// A copy of the binaries standing for the previous release (the launcher runs the core next
+/// to it); the launcher's path.
 async fn old_binary(env: &Env) -> std::path::PathBuf {
     let old = env.path("old/scanmint");
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::copy(CORE, old.with_file_name("scanmint-core")).unwrap();
     std::fs::copy(BIN, &old).unwrap();
     // Another test thread forking while the copy was open for writing holds that descriptor
     // for a moment (ETXTBSY): wait until the copy runs.

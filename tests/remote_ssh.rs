@@ -210,8 +210,13 @@ async fn a_scan_over_ssh_gets_a_key_while_the_primary_key_stays_home() {
     let bin_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = bin_dir.path().join("scanmint");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (from, to) in [
+        (BIN, bin.clone()),
+        (CORE, bin.with_file_name("scanmint-core")),
+    ] {
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let bin = bin.display().to_string();
 
     let remote_sock = remote.home.join(".scanmint-remote.sock");

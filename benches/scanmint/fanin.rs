@@ -30,11 +30,7 @@ pub(crate) async fn burst(
             let stream = UnixStream::connect(&socket).await?;
             let (read, write) = stream.into_split();
             let client = LspClient::over(read, write);
-            step(
-                "initialize",
-                client.initialize(json!({ "clientKind": "exec" })),
-            )
-            .await?;
+            step("initialize", client.initialize(SCANNER_OPTIONS.clone())).await?;
             anyhow::Ok(Arc::new(client))
         });
     }

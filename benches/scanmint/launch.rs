@@ -176,7 +176,7 @@ pub(crate) async fn bench_launch(c: &Counts, report: &mut Report) -> anyhow::Res
         let mut protocol = vec![];
         for _ in 0..n {
             let t0 = Instant::now();
-            let client = sb.connect("exec").await?;
+            let client = sb.connect_scanner().await?;
             let params = json!({ "minValidSecs": MIN_VALID_SECS });
             let cred = step("credentials", client.request("scanmint/credentials", params)).await?;
             ensure!(cred["key"].is_string(), "no key: {cred}");

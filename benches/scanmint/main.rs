@@ -46,6 +46,8 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 const EXE: &str = env!("CARGO_BIN_EXE_scanmint");
+/// The core the launcher hands every command but a scan's launch to.
+const CORE: &str = env!("CARGO_BIN_EXE_scanmint-core");
 /// Injected per-call latency of the tenant for the mint benchmarks.
 const TENANT_LATENCY_MS: u64 = 20;
 /// No single step of a benchmark may hang longer than this.

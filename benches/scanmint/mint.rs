@@ -55,7 +55,7 @@ pub(crate) async fn one_cold_mint(emu: &Emulator, tmpfs_state: bool) -> anyhow::
     }
     let mut daemon = sb.start_daemon().await?;
     let result = async {
-        let client = sb.connect("exec").await?;
+        let client = sb.connect_scanner().await?;
         quiesce(
             emu,
             &start,

@@ -154,16 +154,21 @@ impl Sandbox {
 
     /// An LSP session straight on the daemon's socket, initialized as `kind`.
     pub(crate) async fn connect(&self, kind: &str) -> anyhow::Result<LspClient> {
+        self.connect_with(json!({ "clientKind": kind })).await
+    }
+
+    /// A scanner's session, initialized as `scanmint exec` initializes its own.
+    pub(crate) async fn connect_scanner(&self) -> anyhow::Result<LspClient> {
+        self.connect_with(SCANNER_OPTIONS.clone()).await
+    }
+
+    async fn connect_with(&self, options: Value) -> anyhow::Result<LspClient> {
         let stream = UnixStream::connect(self.socket())
             .await
             .with_context(|| format!("cannot connect to {}", self.socket().display()))?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);
-        step(
-            "initialize",
-            client.initialize(json!({ "clientKind": kind })),
-        )
-        .await?;
+        step("initialize", client.initialize(options)).await?;
         Ok(client)
     }
 
@@ -375,3 +380,7 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
                 .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
         })
 }
+
+/// The `initializationOptions` of `scanmint exec`'s sessions (`cli/fast_exec.rs`).
+pub(crate) static SCANNER_OPTIONS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({ "clientKind": "exec", "scannerOnly": true }));

@@ -17,7 +17,7 @@ pub(crate) async fn start_cost(emu: &Emulator) -> anyhow::Result<StartCost> {
     let t0 = Instant::now();
     let mut daemon = sb.start_daemon().await?;
     let result = async {
-        let client = sb.connect("exec").await?;
+        let client = sb.connect_scanner().await?;
         let params = json!({ "minValidSecs": MIN_VALID_SECS });
         let cred = step(
             "credentials",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packages the platform-specific VS Code extension that bundles the scanmint binary, as ruff and
-# biome ship theirs: the binary sits at bin/scanmint (0755) inside the extension, where the
+# biome ship theirs: the binary sits at bin/scanmint (0755) inside the extension, with the
+# scanmint-core it runs next to it (taken from beside BINARY), where the
 # extension looks after scanmint.path and before PATH. scripts/dist.sh calls it; keep the interface.
 #
 #   editors/vscode/package-vsix.sh BINARY OUT.vsix      (e.g. dist/scanmint-0.1.0-linux-x64.vsix)
@@ -16,6 +17,8 @@ die() { echo "package-vsix: $*" >&2; exit 1; }
 binary="$1"
 out="$2"
 [[ -f "$binary" && -x "$binary" ]] || die "$binary is not an executable file"
+core="$(dirname "$binary")/scanmint-core"
+[[ -f "$core" && -x "$core" ]] || die "$core (the launcher's core, next to it) is not an executable file"
 version="$("$binary" --version)" || die "$binary --version failed"
 [[ "$version" == "scanmint "* ]] || die "$binary --version says \"${version%%$'\n'*}\", not scanmint"
 [[ "$out" == *.vsix ]] || die "$out: the output name must end in .vsix"
@@ -48,6 +51,7 @@ for f in LICENSE-MIT LICENSE-APACHE; do
   [[ -f "$root/$f" ]] && cp "$root/$f" "$stage/"
 done
 install -m 0755 "$binary" "$stage/bin/scanmint"
+install -m 0755 "$core" "$stage/bin/scanmint-core"
 
 (cd "$stage" && "$here/node_modules/.bin/vsce" package --no-dependencies --target "$target" -o "$out") >&2
 echo "$out"

@@ -147,7 +147,11 @@ impl LspClient {
     /// A daemon older than this binary is replaced first (asked to stop, then started anew).
     pub async fn connect_daemon(kind: &str, profile: Option<&str>) -> anyhow::Result<LspClient> {
         use crate::serve::{upgrade, version};
-        let options = json!({ "clientKind": kind, "profile": profile });
+        let mut options = json!({ "clientKind": kind, "profile": profile });
+        if kind == "exec" {
+            // `scanmint exec` asks for keys only: the daemon's lean scanner sessions serve it.
+            options["scannerOnly"] = json!(true);
+        }
         let stream = crate::serve::socket::connect_or_spawn().await?;
         let (read, write) = stream.into_split();
         let client = LspClient::over(read, write);

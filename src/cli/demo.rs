@@ -129,7 +129,7 @@ pub async fn run() -> anyhow::Result<i32> {
         .prefix("scanmint-demo-")
         .tempdir()?;
     let demo = Demo {
-        exe: std::env::current_exe()?,
+        exe: crate::cli::launcher::launcher_path()?,
         dir,
         started: Instant::now(),
         emulator,

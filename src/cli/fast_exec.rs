@@ -105,27 +105,34 @@ pub fn try_exec(command: &Command) -> anyhow::Result<Option<i32>> {
     let profile = profile.as_deref();
     // The session stays open while the child runs: that is what marks the key as in use.
     let mut session = Session::new(stream);
-    let init = session
-        .request(
-            "initialize",
-            json!({
-                "processId": std::process::id(),
-                "capabilities": {},
-                "initializationOptions": { "clientKind": "exec", "profile": profile },
-            }),
-        )
-        .map_err(anyhow::Error::new)?;
+    // One write, one wait: the daemon answers a session's messages in order (tower-lsp holds
+    // every request until `initialize` is answered), so the ask need not wait for the reply.
+    let init_id = session.queue_request(
+        "initialize",
+        json!({
+            "processId": std::process::id(),
+            "capabilities": {},
+            "initializationOptions": { "clientKind": "exec", "scannerOnly": true, "profile": profile },
+        }),
+    );
+    session.notify("initialized", json!({}));
+    let ask_id = session.queue_request(protocol::Credentials::METHOD, ask_params(profile, None));
+    session.flush().map_err(|_| closed())?;
+    let init = session.reply(init_id).map_err(anyhow::Error::new)?;
     // An older daemon is replaced after an upgrade: the full path knows how.
     let daemon = crate::serve::upgrade::version_of(&init).unwrap_or_default();
     if crate::serve::version::is_newer(&crate::serve::version::own(), &daemon) {
         return Ok(None);
     }
-    session.notify("initialized", json!({}));
-    let first = take_credentials(
-        session
-            .request(protocol::Credentials::METHOD, ask_params(profile, None))
-            .map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?,
-    )?;
+    let reply = match session.reply(ask_id) {
+        // A server that took the ask before it was initialized: ask again, now that it is.
+        Err(e) if e.code == NOT_INITIALIZED => {
+            session.request(protocol::Credentials::METHOD, ask_params(profile, None))
+        }
+        other => other,
+    };
+    let first =
+        take_credentials(reply.map_err(|e| anyhow::anyhow!("no key for the scanner: {e}"))?)?;
     let end = run_child(program, &args, &first)?;
     let mut code = end.code;
     if code == EXIT_PLATFORM_FAILURE && end.cancelled.is_none() {
@@ -201,6 +208,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// JSON-RPC's "server not initialized".
+const NOT_INITIALIZED: i64 = -32002;
+
 /// A blocking LSP client for one short session: requests are answered in order, server
 /// requests (progress, prompts) get `null`, notifications are skipped. Notifications wait in
 /// `out` and leave with the next request, in one write.
@@ -208,6 +218,7 @@ struct Session {
     reader: BufReader<UnixStream>,
     out: Vec<u8>,
     next_id: i64,
+    early: Vec<(i64, Result<Value, RpcError>)>,
 }
 
 impl Session {
@@ -216,6 +227,7 @@ impl Session {
             reader: BufReader::new(stream),
             out: Vec::new(),
             next_id: 1,
+            early: Vec::new(),
         }
     }
 
@@ -238,10 +250,25 @@ impl Session {
     }
 
     fn request(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let id = self.queue_request(method, params);
+        self.flush().map_err(|_| closed())?;
+        self.reply(id)
+    }
+
+    /// Queue a request (it leaves with the next flush); its id.
+    fn queue_request(&mut self, method: &str, params: Value) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
         self.queue(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        self.flush().map_err(|_| closed())?;
+        id
+    }
+
+    /// Wait for the reply to request `id`, answering server requests on the way. Replies to
+    /// other requests of ours (a server may answer out of order) are kept for their turn.
+    fn reply(&mut self, id: i64) -> Result<Value, RpcError> {
+        if let Some(i) = self.early.iter().position(|(early, _)| *early == id) {
+            return self.early.swap_remove(i).1;
+        }
         loop {
             let msg = read_frame(&mut self.reader)
                 .ok()
@@ -253,8 +280,8 @@ impl Session {
                     self.queue(&reply);
                     self.flush().map_err(|_| closed())?;
                 }
-                (false, Some(reply_id)) if reply_id.as_i64() == Some(id) => {
-                    return match msg.get("error") {
+                (false, Some(reply_id)) => {
+                    let result = match msg.get("error") {
                         Some(e) => Err(RpcError {
                             code: e["code"].as_i64().unwrap_or(0),
                             message: e["message"].as_str().unwrap_or("error").to_string(),
@@ -262,6 +289,11 @@ impl Session {
                         }),
                         None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
                     };
+                    match reply_id.as_i64() {
+                        Some(got) if got == id => return result,
+                        Some(got) if got < self.next_id => self.early.push((got, result)),
+                        _ => {}
+                    }
                 }
                 _ => {}
             }

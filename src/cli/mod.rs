@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod ephemeral;
 pub mod exec;
 pub mod fast_exec;
+pub mod launcher;
 pub mod spinner;
 pub mod wrapper;
 

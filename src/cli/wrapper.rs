@@ -41,7 +41,7 @@ pub fn strip_credential_flags(args: &[OsString]) -> Vec<OsString> {
 /// `scanmint wrapper`: a script to set as the IDE plugin's CLI Path.
 pub fn write_wrapper(cli: &Path, out: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let exe = std::env::current_exe().context("cannot find the scanmint binary")?;
+    let exe = crate::cli::launcher::launcher_path().context("cannot find the scanmint binary")?;
     let quote = |p: &Path| format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"));
     let script = format!(
         "#!/bin/sh\nexec {} exec --strip-credential-flags -- {} \"$@\"\n",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{BIN, Env, eventually};
+use crate::common::{BIN, CORE, Env, eventually};
 use scanmint::tenant::emulator::AdminKeyView;
 use tokio::process::Command;
 
@@ -95,7 +95,9 @@ pub fn scanmint_processes(dir: &Path) -> Vec<i32> {
         };
         let exe = std::fs::read_link(entry.path().join("exe")).unwrap_or_default();
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        if exe == Path::new(BIN) && String::from_utf8_lossy(&environ).contains(&needle) {
+        if (exe == Path::new(BIN) || exe == Path::new(CORE))
+            && String::from_utf8_lossy(&environ).contains(&needle)
+        {
             pids.push(pid);
         }
     }

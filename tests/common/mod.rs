@@ -14,7 +14,10 @@ use scanmint::tenant::emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+/// The launcher users run; it hands everything but a scan's launch to `CORE` next to it.
 pub const BIN: &str = env!("CARGO_BIN_EXE_scanmint");
+/// The binary that serves: daemons and editor proxies run it.
+pub const CORE: &str = env!("CARGO_BIN_EXE_scanmint-core");
 
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -91,11 +91,12 @@ check "the tarball is sorted, owned by 0/0 and stamped with SOURCE_DATE_EPOCH" t
 
 binary_runs() {
   [[ -x $t/scanmint ]] || { echo "no executable $name/scanmint"; return 1; }
+  [[ -x $t/scanmint-core ]] || { echo "no executable $name/scanmint-core"; return 1; }
   local v
   v=$("$t/scanmint" --version) || return 1
   [[ $v == "scanmint $version" ]] || { echo "--version said: $v"; return 1; }
 }
-check "the tarball's binary runs: scanmint --version says scanmint $version" binary_runs
+check "the tarball's binaries run: scanmint --version says scanmint $version" binary_runs
 
 tarball_contents() {
   local f
@@ -133,8 +134,9 @@ assert p["version"] == sys.argv[1], "package.json version %r != %r" % (p["versio
   entry=$(unzip -Z1 "$v" | grep -E '(^|/)scanmint$' | head -n 1)
   [[ -n $entry ]] || { echo "no file named scanmint in the VSIX:"; unzip -Z1 "$v"; return 1; }
   cmp <(unzip -p "$v" "$entry") "$t/scanmint" || { echo "$entry differs from the tarball's binary"; return 1; }
+  cmp <(unzip -p "$v" "$entry-core") "$t/scanmint-core" || { echo "$entry-core differs from the tarball's"; return 1; }
 }
-check "the VSIX carries package.json at $version and the same binary as the tarball" vsix_bundles_binary
+check "the VSIX carries package.json at $version and the same binaries as the tarball" vsix_bundles_binary
 
 zip_holds_template() {
   local z=$out/$jb.zip f

@@ -348,13 +348,17 @@ async function missing(vsix, ctx) {
 // ---------------------------------------------------------------------------------- bundled
 
 async function bundled(ctx) {
-  // A stripped copy keeps the package small (the debug binary is ~170 MB).
-  const binCopy = join(tmp, 'scanmint-for-vsix');
-  copyFileSync(bin, binCopy);
-  try {
-    run('strip', [binCopy]);
-  } catch (err) {
-    log(`strip failed, packaging the binary as is: ${err.message.slice(0, 100)}`);
+  // Stripped copies keep the package small (the debug binaries are ~170 MB); the launcher's
+  // core sits next to it, where package-vsix.sh takes it from.
+  mkdirSync(join(tmp, 'vsix-bin'), { recursive: true });
+  const binCopy = join(tmp, 'vsix-bin', 'scanmint');
+  for (const [from, to] of [[bin, binCopy], [`${bin}-core`, `${binCopy}-core`]]) {
+    copyFileSync(from, to);
+    try {
+      run('strip', [to]);
+    } catch (err) {
+      log(`strip failed, packaging the binary as is: ${err.message.slice(0, 100)}`);
+    }
   }
   const version = JSON.parse(readFileSync(join(extDir, 'package.json'), 'utf8')).version;
   const vsix = join(tmp, `scanmint-${version}-linux-x64.vsix`);
@@ -369,10 +373,12 @@ async function bundled(ctx) {
   mkdirSync(join(ws, '.vscode'), { recursive: true });
   writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'scanmint.path': '/bin/false', 'scanmint.trace.server': 'verbose' }));
 
-  await check('the platform VSIX installs with bin/scanmint executable', async () => {
+  await check('the platform VSIX installs with bin/scanmint and bin/scanmint-core executable', async () => {
     const [dir] = run('sh', ['-c', `ls -d ${profile.extsDir}/scanmint.scanmint-*`]).trim().split('\n');
     const b = join(dir, 'bin', 'scanmint');
-    if (!isExecutable(b)) throw new Error(`${b} mode ${(statSync(b).mode & 0o777).toString(8)}`);
+    for (const f of [b, `${b}-core`]) {
+      if (!isExecutable(f)) throw new Error(`${f} mode ${(statSync(f).mode & 0o777).toString(8)}`);
+    }
     return `${(statSync(vsix).size / 1048576).toFixed(1)} MiB; ${b.slice(tmp.length + 1)} ${(statSync(b).mode & 0o777).toString(8)}`;
   });
 

@@ -31,6 +31,8 @@ pub struct Hub {
     pub broker: Broker,
     pub(crate) sessions: Mutex<HashMap<u64, SessionInfo>>,
     pub(crate) next_id: AtomicU64,
+    /// Scanner sessions open now (`exec_session.rs`; they hold no `SessionInfo`).
+    pub(crate) exec_sessions: std::sync::atomic::AtomicUsize,
     /// Signalled whenever a session ends (the daemon's idle clock starts then).
     pub session_ended: tokio::sync::Notify,
     /// Set by the daemon: only a daemon can be asked to stop (`scanmint/stop`).
@@ -47,6 +49,7 @@ impl Hub {
             broker,
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            exec_sessions: Default::default(),
             session_ended: tokio::sync::Notify::new(),
             stoppable: AtomicBool::new(false),
             stop_requested: tokio::sync::Notify::new(),
@@ -58,7 +61,7 @@ impl Hub {
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions.lock().unwrap().len()
+        self.sessions.lock().unwrap().len() + self.exec_sessions.load(Ordering::Relaxed)
     }
 
     /// The sessions of `profile` that show work-done progress, with their ids.
@@ -101,7 +104,29 @@ impl Hub {
         self.serve_from(read, write, true).await
     }
 
-    async fn serve_from<R, W>(self: &Arc<Self>, read: R, write: W, remote: bool)
+    async fn serve_from<R, W>(self: &Arc<Self>, mut read: R, write: W, remote: bool)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        if remote {
+            return self.serve_lsp(read, write, true).await;
+        }
+        // A scanner's launch is served without tower-lsp (`exec_session.rs`).
+        use super::exec_session::{self, FirstFrame};
+        match exec_session::first_frame(&mut read).await {
+            FirstFrame::Exec { id, options, rest } => {
+                exec_session::serve(self.clone(), (id, options, rest), read, write).await
+            }
+            FirstFrame::Other(first) => {
+                let read = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(first), read);
+                self.serve_lsp(read, write, false).await
+            }
+            FirstFrame::Closed => {}
+        }
+    }
+
+    async fn serve_lsp<R, W>(self: &Arc<Self>, read: R, write: W, remote: bool)
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,

@@ -27,6 +27,7 @@ use crate::domain::broker::{
 use crate::domain::secret::Secret;
 use crate::serve::scan;
 
+mod exec_session;
 mod handlers;
 mod hub;
 mod init_options;

@@ -45,36 +45,7 @@ impl Session {
                 login_prompted: self.login_prompted.clone(),
             },
         );
-        Ok(InitializeResult {
-            capabilities: ServerCapabilities {
-                execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
-                    work_done_progress_options: Default::default(),
-                }),
-                text_document_sync: Some(TextDocumentSyncCapability::Kind(
-                    TextDocumentSyncKind::FULL,
-                )),
-                code_action_provider: Some(CodeActionProviderCapability::Options(
-                    CodeActionOptions {
-                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
-                        ..Default::default()
-                    },
-                )),
-                workspace: Some(WorkspaceServerCapabilities {
-                    workspace_folders: Some(WorkspaceFoldersServerCapabilities {
-                        supported: Some(true),
-                        change_notifications: Some(OneOf::Left(true)),
-                    }),
-                    file_operations: None,
-                }),
-                ..Default::default()
-            },
-            server_info: Some(ServerInfo {
-                name: "scanmint".into(),
-                version: Some(crate::serve::version::own()),
-            }),
-            offset_encoding: None,
-        })
+        Ok(initialize_result())
     }
 
     pub(crate) async fn handle_initialized(&self, _: InitializedParams) {
@@ -97,5 +68,35 @@ impl Session {
         }
         let folders = self.folders.lock().unwrap().clone();
         self.watch(folders).await;
+    }
+}
+
+/// What every session is told in reply to `initialize`: our capabilities and version.
+pub(crate) fn initialize_result() -> InitializeResult {
+    InitializeResult {
+        capabilities: ServerCapabilities {
+            execute_command_provider: Some(ExecuteCommandOptions {
+                commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
+                work_done_progress_options: Default::default(),
+            }),
+            text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
+            code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                ..Default::default()
+            })),
+            workspace: Some(WorkspaceServerCapabilities {
+                workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                    supported: Some(true),
+                    change_notifications: Some(OneOf::Left(true)),
+                }),
+                file_operations: None,
+            }),
+            ..Default::default()
+        },
+        server_info: Some(ServerInfo {
+            name: "scanmint".into(),
+            version: Some(crate::serve::version::own()),
+        }),
+        offset_encoding: None,
     }
 }

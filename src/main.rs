@@ -3,10 +3,12 @@
 //! daemon running it serves the launch itself, and hands anything else to `scanmint-core`
 //! (`cli/launcher.rs`).
 
-#![no_main]
+// A test build (`cargo test --bins`) keeps the harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 /// The C entry point, called by libc's start-up code: `std::env::args_os` still works (glibc
 /// passes the arguments to Rust's initialisers), only `fn main`'s runtime set-up is skipped.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,

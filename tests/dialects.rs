@@ -289,3 +289,46 @@ async fn doctor_json_names_the_dialect() {
     );
     assert!(env.minted_live().is_empty(), "the canary was revoked");
 }
+
+/// A restarted daemon mints on what the last run learned of the tenant (its time unit and clock,
+/// kept in the ledger): its first mint reads nothing before `generate`, and the key still lives
+/// the ttl in the tenant's own unit. A first start has nothing to go on and reads first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broker_mints_at_once_on_what_the_last_run_learned() {
+    let mut rig = Rig::start("seconds", true).await;
+    let lists = |rig: &Rig| rig.emu.calls().list;
+    let first = rig.creds().await;
+    assert_eq!(
+        lists(&rig),
+        2,
+        "a first start reads the Primary key's record (the unit, the clock), then verifies"
+    );
+    rig.broker.shutdown().await;
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(rig.state_dir().join("ledger.json")).unwrap())
+            .unwrap();
+    let facts = &ledger["tenants"][rig.emu.base_url()];
+    assert_eq!(facts["unit"], "seconds", "{ledger}");
+    assert!(facts["clock_offset_ms"].is_i64(), "{ledger}");
+
+    rig.restart();
+    let before = rig.emu.calls();
+    let next = rig
+        .broker
+        .rotate(PROFILE)
+        .await
+        .expect("a key after the restart");
+    assert_ne!(next.key_id, first.key_id);
+    let after = rig.emu.calls();
+    assert_eq!(after.generate - before.generate, 1, "one generate");
+    assert_eq!(
+        after.list - before.list,
+        1,
+        "only the verification: no listing to learn the tenant again"
+    );
+    assert_eq!(
+        rig.wire_expiry(next.key_id).await.1,
+        Some(TimeUnit::Seconds)
+    );
+    rig.assert_lifetimes(&[]);
+}

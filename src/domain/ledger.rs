@@ -97,6 +97,21 @@ pub struct Ledger {
     /// The last generation issued per profile: generations only grow, across restarts too.
     #[serde(default)]
     pub generations: BTreeMap<String, u64>,
+    /// What listings taught us of each tenant (by base URL), so that a restarted daemon mints
+    /// at once instead of waiting for a listing to learn it again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, TenantFacts>,
+}
+
+/// A tenant's time unit and clock, as last learned from its replies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantFacts {
+    /// `milliseconds` or `seconds`, from its own timestamps.
+    pub unit: String,
+    /// Its clock minus ours (ms), from a `Date` header.
+    pub clock_offset_ms: i64,
+    /// When (our clock, epoch ms) both were measured.
+    pub learned_ms: i64,
 }
 
 /// Revoked entries are kept this long for people to read, then dropped.

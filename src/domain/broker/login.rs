@@ -182,7 +182,8 @@ impl Broker {
         p: &Profile,
         primary_id: i64,
     ) -> Result<(i64, Secret), BrokerError> {
-        self.measure_clock(tenant, &p.name, Some(primary_id)).await;
+        self.measure_clock(tenant, &p.name, Some(primary_id), false)
+            .await;
         let now = self.tenant_now(tenant);
         let new_tag = || {
             format!(

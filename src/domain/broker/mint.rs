@@ -210,7 +210,7 @@ impl Broker {
     ) -> Result<(ActiveKey, Option<BrokerError>), (BrokerError, Option<ErrorKind>)> {
         let primary_id = self.with_state(&p.name, |s| s.primary_id);
         let primary_key_id = primary_id;
-        self.measure_clock(tenant, &p.name, primary_id).await;
+        self.measure_clock(tenant, &p.name, primary_id, true).await;
         let now = self.tenant_now(tenant);
         let ttl_ms = p.ttl.as_millis() as i64;
         let expires_ms = now + ttl_ms;

@@ -100,8 +100,11 @@ struct Inner {
     progress_ids: std::sync::atomic::AtomicU64,
     listing_done: Notify,
     /// The time unit learned per tenant (by base URL), shared by profiles on one tenant;
-    /// `None` once a listing was read that had no evidence.
+    /// `None` once a listing was read that had no evidence. Seeded from the ledger at start.
     units: Mutex<HashMap<String, Option<TimeUnit>>>,
+    /// Each tenant's clock offset as the last run measured it (ledger `tenants`): used until
+    /// this run measures it, so a restarted daemon's first mint need not wait for a listing.
+    remembered_offsets: Mutex<HashMap<String, i64>>,
 }
 
 /// The key broker. Cheap to clone; all clones share one state.
@@ -129,6 +132,7 @@ impl Broker {
         let mut ledger = ledger_file.load(opts.clock.now_ms())?;
         let installation = ledger_file.installation_id()?;
         ledger.prune(opts.clock.now_ms());
+        let (units, remembered_offsets) = units::recall(&ledger, opts.clock.now_ms());
         let (events, _) = broadcast::channel(256);
         Ok(Broker {
             inner: Arc::new(Inner {
@@ -147,7 +151,8 @@ impl Broker {
                 owner: format!("{}#{installation}", owner()),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
-                units: Mutex::new(HashMap::new()),
+                units: Mutex::new(units),
+                remembered_offsets: Mutex::new(remembered_offsets),
             }),
         })
     }
@@ -219,9 +224,10 @@ impl Broker {
         self.inner.clock.now_ms()
     }
 
-    /// The tenant's idea of now: our clock plus the offset measured from its `Date` header.
+    /// The tenant's idea of now: our clock plus the offset measured from its `Date` header
+    /// (or remembered from the last run until this one measures it).
     fn tenant_now(&self, tenant: &Arc<dyn Tenant>) -> i64 {
-        self.now() + tenant.clock_offset_ms()
+        self.now() + self.clock_offset(tenant)
     }
 
     /// Before the first expiry is computed from the tenant's clock, make sure its offset and
@@ -229,13 +235,20 @@ impl Broker {
     /// header. Without it a fresh connection assumes offset 0, and a skewed tenant gets keys
     /// that expire at the wrong time (or a login canary "in the past"). Errors are left to the
     /// call that follows, which reports them properly.
+    ///
+    /// A restarted daemon's mints (`remembered_ok`) go ahead on what the last run learned; a
+    /// login's canary, which lives two minutes, always measures.
     async fn measure_clock(
         &self,
         tenant: &Arc<dyn Tenant>,
         profile: &str,
         primary_id: Option<i64>,
+        remembered_ok: bool,
     ) {
         if tenant.clock_offset_known() && self.unit_probed(tenant) {
+            return;
+        }
+        if remembered_ok && self.tenant_remembered(tenant) {
             return;
         }
         // A reconciliation listing in flight will measure it: wait for that rather than spend

@@ -40,7 +40,8 @@ impl Broker {
         self.backoff(profile)?;
         let tenant = self.tenant_of(profile)?;
         let primary_key_id = self.with_state(profile, |s| s.primary_id);
-        self.measure_clock(&tenant, profile, primary_key_id).await;
+        self.measure_clock(&tenant, profile, primary_key_id, true)
+            .await;
         let now = self.tenant_now(&tenant);
         let expires_ms = now + ttl_ms;
         let local_expiry = self.now() + ttl_ms;

@@ -56,6 +56,34 @@ impl TimeUnit {
             TimeUnit::Seconds => "seconds",
         }
     }
+
+    /// The unit [`TimeUnit::name`] names.
+    pub fn from_name(name: &str) -> Option<TimeUnit> {
+        [TimeUnit::Millis, TimeUnit::Seconds]
+            .into_iter()
+            .find(|u| u.name() == name)
+    }
+}
+
+/// What the last run learned of a tenant is trusted this long: a clock may be reset since.
+const REMEMBERED_FOR_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The units and clock offsets the ledger remembers (recent ones), by base URL.
+pub(super) fn recall(
+    ledger: &Ledger,
+    now_ms: i64,
+) -> (HashMap<String, Option<TimeUnit>>, HashMap<String, i64>) {
+    let (mut units, mut offsets) = (HashMap::new(), HashMap::new());
+    for (url, facts) in &ledger.tenants {
+        let Some(unit) = TimeUnit::from_name(&facts.unit) else {
+            continue;
+        };
+        if (now_ms - facts.learned_ms).abs() < REMEMBERED_FOR_MS {
+            units.insert(url.clone(), Some(unit));
+            offsets.insert(url.clone(), facts.clock_offset_ms);
+        }
+    }
+    (units, offsets)
 }
 
 /// An expiry (epoch ms) no key made today can have: the unit it was sent or read in was wrong.
@@ -94,6 +122,36 @@ fn agreed(timestamps: impl IntoIterator<Item = i64>) -> Option<TimeUnit> {
 }
 
 impl Broker {
+    /// The tenant's clock minus ours: measured on this connection, else as the last run
+    /// remembered it, else 0.
+    pub(super) fn clock_offset(&self, tenant: &Arc<dyn Tenant>) -> i64 {
+        if tenant.clock_offset_known() {
+            return tenant.clock_offset_ms();
+        }
+        let remembered = self.inner.remembered_offsets.lock().unwrap();
+        remembered.get(tenant.base_url()).copied().unwrap_or(0)
+    }
+
+    /// Both the unit and the clock are known from the last run (a restart, not a first start).
+    pub(super) fn tenant_remembered(&self, tenant: &Arc<dyn Tenant>) -> bool {
+        let remembered = self.inner.remembered_offsets.lock().unwrap();
+        remembered.contains_key(tenant.base_url()) && self.learned_unit(tenant).is_some()
+    }
+
+    /// Keep what this tenant's replies taught (unit and clock) in the ledger, for the next
+    /// start; it is written with the ledger's next save.
+    fn remember_tenant(&self, tenant: &Arc<dyn Tenant>, unit: TimeUnit) {
+        if !tenant.clock_offset_known() {
+            return;
+        }
+        let facts = crate::domain::ledger::TenantFacts {
+            unit: unit.name().to_string(),
+            clock_offset_ms: tenant.clock_offset_ms(),
+            learned_ms: self.now(),
+        };
+        self.with_ledger(|l| l.tenants.insert(tenant.base_url().to_string(), facts));
+    }
+
     /// The unit learned for this tenant; the documented reading (ms) until something told.
     pub(super) fn unit(&self, tenant: &Arc<dyn Tenant>) -> TimeUnit {
         self.learned_unit(tenant).unwrap_or(TimeUnit::Millis)
@@ -167,6 +225,9 @@ impl Broker {
             }
             before
         };
+        if let Some(unit) = learned {
+            self.remember_tenant(tenant, unit);
+        }
         if let Some(unit) = learned
             && before != Some(unit)
         {

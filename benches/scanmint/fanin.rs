@@ -118,14 +118,7 @@ pub(crate) async fn bench_fanin(
                     quiesce(&emu, &start, 1, quiet).await?;
                 }
                 if cached {
-                    let client = sb.connect("exec").await?;
-                    let params = json!({ "minValidSecs": MIN_VALID_SECS });
-                    step(
-                        "priming credentials",
-                        client.request("scanmint/credentials", params),
-                    )
-                    .await?;
-                    client.close().await;
+                    one_key(&sb).await?;
                 }
                 let before = emu.calls();
                 let b = burst(&sb.socket(), c.sessions, c.per_session).await?;
@@ -199,22 +192,24 @@ pub(crate) async fn bench_fanin(
 /// key, stopped, and the key is gone by morning (revoked here: an expired key reads the same).
 async fn yesterday(sb: &Sandbox, emu: &Emulator) -> anyhow::Result<()> {
     let mut daemon = sb.start_daemon().await?;
-    let result = async {
-        let client = sb.connect_scanner().await?;
-        let params = json!({ "minValidSecs": MIN_VALID_SECS });
-        step(
-            "yesterday's key",
-            client.request("scanmint/credentials", params),
-        )
-        .await?;
-        client.close().await;
-        anyhow::Ok(())
-    }
-    .await;
+    let result = one_key(sb).await;
     stop_child(&mut daemon).await;
     result?;
     for key in emu.live_keys().iter().filter(|k| !k.is_primary) {
         emu.revoke(key.id);
     }
+    Ok(())
+}
+
+/// One scanner's ask for a key, as `scanmint exec` makes it.
+async fn one_key(sb: &Sandbox) -> anyhow::Result<()> {
+    let client = sb.connect_scanner().await?;
+    let params = json!({ "minValidSecs": MIN_VALID_SECS });
+    step(
+        "credentials",
+        client.request("scanmint/credentials", params),
+    )
+    .await?;
+    client.close().await;
     Ok(())
 }

@@ -332,3 +332,34 @@ async fn a_restarted_broker_mints_at_once_on_what_the_last_run_learned() {
     );
     rig.assert_lifetimes(&[]);
 }
+
+/// The restarted daemon's start-up reconcile runs while its first mint is in flight (the mint
+/// no longer waits for it): it spends no listing on the mint's own pending entry, which the
+/// mint settles and the listing could not judge. One listing by id, one verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_meeting_a_mint_in_flight_spends_no_call_on_its_pending_entry() {
+    let mut rig = Rig::start("", true).await;
+    rig.creds().await;
+    rig.broker.shutdown().await;
+    rig.restart();
+    rig.emu.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let before = rig.emu.calls();
+    let minting = {
+        let broker = rig.broker.clone();
+        tokio::spawn(async move { broker.rotate(PROFILE).await })
+    };
+    // The mint is waiting on `generate` (its pending entry is in the ledger) when this starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rig.broker.reconcile(PROFILE).await.expect("reconcile");
+    minting.await.unwrap().expect("the mint");
+    let after = rig.emu.calls();
+    assert_eq!(after.generate - before.generate, 1);
+    assert_eq!(
+        after.list - before.list,
+        2,
+        "the ledger's ids, and the mint's verification: nothing for the pending entry"
+    );
+}

@@ -85,9 +85,24 @@ impl Broker {
         if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
             return Ok(c);
         }
+        // The single flight: one caller mints, the others wait for it. They are woken together
+        // when its key is in (`minted`), not handed the lock one by one: a thousand waiters
+        // each taking and dropping the lock in turn cost milliseconds of handovers. The lock
+        // stays their way in too (a reconcile or a rotation holds it without announcing).
         let lock = self.mint_lock(profile);
-        let _guard = lock.lock().await;
-        // Someone may have minted while we waited: that is the single flight.
+        let _guard = loop {
+            let minted = self.inner.minted.notified();
+            tokio::pin!(minted);
+            minted.as_mut().enable();
+            if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
+                return Ok(c);
+            }
+            tokio::select! {
+                guard = lock.lock() => break guard,
+                _ = &mut minted => {}
+            }
+        };
+        // Someone may have minted while we waited for the lock.
         if let Some(c) = self.valid_active(profile, min_valid_ms, true) {
             return Ok(c);
         }
@@ -97,7 +112,9 @@ impl Broker {
             return Ok(c);
         }
         self.backoff(profile)?;
-        self.mint_now(profile, false).await
+        let minted = self.mint_now(profile, false).await;
+        self.inner.minted.notify_waiters();
+        minted
     }
 
     /// After a transient failure, callers get the error until the backoff ends: no tight loop.

@@ -99,6 +99,8 @@ struct Inner {
     owner: String,
     progress_ids: std::sync::atomic::AtomicU64,
     listing_done: Notify,
+    /// A mint for a waiting caller ended (`credentials`): the other waiters look again.
+    minted: Notify,
     /// The time unit learned per tenant (by base URL), shared by profiles on one tenant;
     /// `None` once a listing was read that had no evidence. Seeded from the ledger at start.
     units: Mutex<HashMap<String, Option<TimeUnit>>>,
@@ -151,6 +153,7 @@ impl Broker {
                 owner: format!("{}#{installation}", owner()),
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
+                minted: Notify::new(),
                 units: Mutex::new(units),
                 remembered_offsets: Mutex::new(remembered_offsets),
             }),

@@ -174,6 +174,9 @@ impl Broker {
         now: i64,
     ) -> Result<Vec<KeyRecord>, TenantError> {
         let url = tenant.base_url().to_string();
+        // A mint in flight settles its own pending entry, and this listing could not judge an
+        // entry that young anyway: looking it up would be a call spent for nothing.
+        let minting = self.mint_lock(profile).try_lock().is_err();
         let (ids, pending_expiries) = self.with_ledger(|l| {
             let ids = l.live_ids(profile, &url);
             let pending: Vec<i64> = l
@@ -181,6 +184,7 @@ impl Broker {
                 .iter()
                 .filter(|k| k.profile == profile && k.state == KeyState::Pending && k.id.is_none())
                 .filter(|k| k.on_tenant(&url))
+                .filter(|k| !(minting && k.created_ms >= now - LISTING_MARGIN_MS))
                 .map(|k| k.expires_ms)
                 .collect();
             (ids, pending)

@@ -266,3 +266,27 @@ async fn the_launcher_alone_says_where_its_core_belongs() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A brand-new installation's first scan: the daemon's start-up listing learns the tenant's
+/// clock and unit, and the scan's mint waits for it instead of reading the same record itself,
+/// however early the ask arrives. 1 generate + 2 listings (start-up, verification), every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_scan_right_at_daemon_start_costs_one_listing_of_its_own() {
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        starts.push(tokio::spawn(async {
+            let env = Env::new().await;
+            let (code, _, err) = env.run(&["exec", "--", "true"]).await;
+            assert_eq!(code, 0, "{err}");
+            let calls = env.emulator.calls();
+            (calls.generate, calls.list)
+        }));
+    }
+    for start in starts {
+        assert_eq!(
+            start.await.unwrap(),
+            (1, 2),
+            "(generate, list) before the key"
+        );
+    }
+}

@@ -114,10 +114,7 @@ pub async fn run() -> anyhow::Result<()> {
     hub.stoppable
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let _config_watch = ConfigWatch::start(hub.clone());
-    tokio::spawn({
-        let broker = broker.clone();
-        async move { broker.run().await }
-    });
+    tokio::spawn(broker.run());
     CortexEnvWriter::start(broker.clone());
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "scanmint daemon serving");
 

@@ -20,10 +20,7 @@ pub async fn run_standalone() -> anyhow::Result<()> {
     let broker = build_broker()?;
     let hub = Hub::start(broker.clone());
     let _config_watch = ConfigWatch::start(hub.clone());
-    tokio::spawn({
-        let broker = broker.clone();
-        async move { broker.run().await }
-    });
+    tokio::spawn(broker.run());
     CortexEnvWriter::start(broker.clone());
     hub.serve(tokio::io::stdin(), tokio::io::stdout()).await;
     broker.shutdown().await;

@@ -101,6 +101,8 @@ struct Inner {
     listing_done: Notify,
     /// A mint for a waiting caller ended (`credentials`): the other waiters look again.
     minted: Notify,
+    /// The scheduler runs (`run`): a reconcile that is due will be made without being asked.
+    scheduled: std::sync::atomic::AtomicBool,
     /// The time unit learned per tenant (by base URL), shared by profiles on one tenant;
     /// `None` once a listing was read that had no evidence. Seeded from the ledger at start.
     units: Mutex<HashMap<String, Option<TimeUnit>>>,
@@ -154,6 +156,7 @@ impl Broker {
                 progress_ids: std::sync::atomic::AtomicU64::new(1),
                 listing_done: Notify::new(),
                 minted: Notify::new(),
+                scheduled: Default::default(),
                 units: Mutex::new(units),
                 remembered_offsets: Mutex::new(remembered_offsets),
             }),
@@ -254,12 +257,24 @@ impl Broker {
         if remembered_ok && self.tenant_remembered(tenant) {
             return;
         }
-        // A reconciliation listing in flight will measure it: wait for that rather than spend
-        // another call (registered before the check, so its end cannot slip past).
+        // A reconciliation listing will measure it: wait for that rather than spend another
+        // call (registered before the check, so its end cannot slip past).
         let listing_done = self.inner.listing_done.notified();
         tokio::pin!(listing_done);
         listing_done.as_mut().enable();
-        if self.with_state(profile, |s| s.listing) {
+        // In flight, or the daemon's start-up listing, due and about to be made by the
+        // scheduler (a scanner's first ask can reach here before it starts).
+        let scheduled = self
+            .inner
+            .scheduled
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.now();
+        if self.with_state(profile, |s| {
+            s.listing
+                || (scheduled
+                    && s.listings_done == 0
+                    && s.next_reconcile_ms.max(s.reconcile_retry_after_ms) <= now)
+        }) {
             let _ = tokio::time::timeout(CLOCK_PROBE_TIMEOUT, listing_done).await;
             if tenant.clock_offset_known() && self.unit_probed(tenant) {
                 return;

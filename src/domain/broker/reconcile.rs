@@ -28,7 +28,10 @@ impl Broker {
         let listed_at = self.tenant_now(&tenant);
         self.with_state(profile, |s| s.listing = true);
         let listing = self.reconcile_listing(&tenant, profile, listed_at).await;
-        self.with_state(profile, |s| s.listing = false);
+        self.with_state(profile, |s| {
+            s.listing = false;
+            s.listings_done += 1;
+        });
         self.inner.listing_done.notify_waiters();
         let records = match listing {
             Ok(r) => r,

@@ -138,14 +138,21 @@ impl Broker {
     }
 
     /// The scheduler: wakes at the next wall-clock deadline (re-checked at least every minute,
-    /// so suspend cannot make it miss one), or when something changed.
-    pub async fn run(&self) {
-        loop {
-            let next = self.tick().await;
-            let wait_ms = (next - self.now()).clamp(0, MAX_SLEEP.as_millis() as i64);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-                _ = self.inner.wake.notified() => {}
+    /// so suspend cannot make it miss one), or when something changed. From this call on (not
+    /// the future's first poll), a mint counts on it for the start-up listing (`measure_clock`).
+    pub fn run(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner
+            .scheduled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let broker = self.clone();
+        async move {
+            loop {
+                let next = broker.tick().await;
+                let wait_ms = (next - broker.now()).clamp(0, MAX_SLEEP.as_millis() as i64);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                    _ = broker.inner.wake.notified() => {}
+                }
             }
         }
     }

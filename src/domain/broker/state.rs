@@ -47,6 +47,8 @@ pub(super) struct ProfileState {
     pub(super) next_reconcile_ms: i64,
     /// A reconciliation listing is in flight (it measures the tenant's clock on the way).
     pub(super) listing: bool,
+    /// Reconciliation listings ended (successful or not) since the daemon started.
+    pub(super) listings_done: u64,
     /// The whole (unexpired) inventory was searched for our tags since the ledger was lost.
     pub(super) full_scan_done: bool,
     /// Consecutive failed reconciliations, and when the next may start (a reconcile asked for

@@ -120,7 +120,7 @@ pub(crate) async fn serve<R, W>(
                 let msg = serde_json::from_slice::<Value>(&buf[header_len..len]);
                 consume_frame(&mut buf, len);
                 let Ok(msg) = msg else {
-                    let _ = session.reply(&Value::Null, Err(parse_error())).await;
+                    let _ = session.reply(&Value::Null, Err(Error::parse_error())).await;
                     continue;
                 };
                 if msg.get("method").and_then(Value::as_str) == Some("exit") {
@@ -224,8 +224,4 @@ impl<W: AsyncWrite + Unpin + Send> Scanner<W> {
         out.write_all(&frame).await?;
         out.flush().await
     }
-}
-
-fn parse_error() -> Error {
-    Error::parse_error()
 }

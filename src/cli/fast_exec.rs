@@ -7,12 +7,13 @@
 //! never comes here.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::Command;
 use crate::cli::client::RpcError;
@@ -20,7 +21,9 @@ use crate::cli::exec::{
     ChildEnd, EXIT_PLATFORM_FAILURE, Handed, ask_params, scan_failed_params, scanner_command,
     strip_credential_flags, take_credentials,
 };
+use crate::domain::wipe::zeroize_strings;
 use crate::platform::signals::BlockedSignals;
+use crate::serve::framing::{Frame, consume_frame, split_frame};
 use crate::serve::protocol::{self, Method};
 
 /// `scanmint exec [--profile P] [--strip-credential-flags] [--no-ephemeral] [--] COMMAND...`
@@ -215,19 +218,62 @@ const NOT_INITIALIZED: i64 = -32002;
 /// requests (progress, prompts) get `null`, notifications are skipped. Notifications wait in
 /// `out` and leave with the next request, in one write.
 struct Session {
-    reader: BufReader<UnixStream>,
+    stream: UnixStream,
+    /// Bytes read and not yet taken as frames: they carry the key, so they are wiped as each
+    /// frame is taken and when the session ends (a `BufReader` would keep its own copy).
+    inbox: Zeroizing<Vec<u8>>,
     out: Vec<u8>,
     next_id: i64,
     early: Vec<(i64, Result<Value, RpcError>)>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Replies never asked for again (an older daemon's answer to the ask) hold a key too.
+        for (_, reply) in &mut self.early {
+            if let Ok(value) = reply {
+                zeroize_strings(value);
+            }
+        }
+    }
+}
+
 impl Session {
     fn new(stream: UnixStream) -> Session {
         Session {
-            reader: BufReader::new(stream),
+            stream,
+            inbox: Zeroizing::new(Vec::with_capacity(16 << 10)),
             out: Vec::new(),
             next_id: 1,
             early: Vec::new(),
+        }
+    }
+
+    /// The next framed message; `None` at end of stream. A frame the daemon's own guard would
+    /// refuse (over 16 MiB, no usable length) is an error, not an allocation.
+    fn next_frame(&mut self) -> std::io::Result<Option<Value>> {
+        let mut chunk = Zeroizing::new([0u8; 8 << 10]);
+        loop {
+            match split_frame(&self.inbox) {
+                Frame::Complete { header_len, len } => {
+                    let parsed = serde_json::from_slice(&self.inbox[header_len..len]);
+                    consume_frame(&mut self.inbox, len);
+                    return parsed.map(Some).map_err(std::io::Error::other);
+                }
+                Frame::Incomplete => {
+                    let n = (&self.stream).read(&mut chunk[..])?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    self.inbox.extend_from_slice(&chunk[..n]);
+                    chunk[..n].zeroize();
+                }
+                Frame::HeaderTooLong | Frame::BadLength { .. } => {
+                    return Err(std::io::Error::other(
+                        "frame without a usable Content-Length",
+                    ));
+                }
+            }
         }
     }
 
@@ -239,8 +285,7 @@ impl Session {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let mut stream = self.reader.get_ref();
-        let result = stream.write_all(&self.out);
+        let result = (&self.stream).write_all(&self.out);
         self.out.clear();
         result
     }
@@ -270,10 +315,7 @@ impl Session {
             return self.early.swap_remove(i).1;
         }
         loop {
-            let msg = read_frame(&mut self.reader)
-                .ok()
-                .flatten()
-                .ok_or_else(closed)?;
+            let msg = self.next_frame().ok().flatten().ok_or_else(closed)?;
             match (msg.get("method").is_some(), msg.get("id")) {
                 (true, Some(server_id)) => {
                     let reply = json!({ "jsonrpc": "2.0", "id": server_id, "result": null });
@@ -309,39 +351,9 @@ fn closed() -> RpcError {
     }
 }
 
-/// Read one framed message; `None` at end of stream. A length over the frame limit is refused
-/// rather than allocated.
-fn read_frame(r: &mut impl BufRead) -> std::io::Result<Option<Value>> {
-    let mut length = None;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let length = length
-        .filter(|l| *l <= crate::serve::framing::MAX_FRAME)
-        .ok_or_else(|| std::io::Error::other("frame without a usable Content-Length"))?;
-    let mut body = vec![0; length];
-    r.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(std::io::Error::other)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{exec_from_argv, read_frame};
+    use super::{Session, exec_from_argv};
     use crate::cli::Cli;
     use clap::Parser;
     use serde_json::json;
@@ -405,13 +417,27 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_read_in_order_and_oversized_ones_refused() {
-        let mut input =
-            b"Content-Length: 2\r\n\r\n{}Content-Length: 8\r\n\r\n{\"a\": 1}".as_slice();
-        assert_eq!(read_frame(&mut input).unwrap(), Some(json!({})));
-        assert_eq!(read_frame(&mut input).unwrap(), Some(json!({ "a": 1 })));
-        assert_eq!(read_frame(&mut input).unwrap(), None);
-        let mut input = b"Content-Length: 99999999999999999\r\n\r\n{}".as_slice();
-        assert!(read_frame(&mut input).is_err());
+    fn frames_are_taken_in_order_and_oversized_ones_refused() {
+        use std::io::Write;
+        let (ours, mut daemon) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut session = Session::new(ours);
+        daemon
+            .write_all(b"Content-Length: 2\r\n\r\n{}Content-Length: 8\r\n\r\n{\"a\": 1}")
+            .unwrap();
+        assert_eq!(session.next_frame().unwrap(), Some(json!({})));
+        // The second frame came in the same read; taking the first left only it, in order.
+        assert_eq!(session.inbox.len(), 29);
+        assert_eq!(session.next_frame().unwrap(), Some(json!({ "a": 1 })));
+        // Taken frames leave the buffer through `consume_frame`, which wipes them in place
+        // (its own tests in serve/framing.rs).
+        assert!(session.inbox.is_empty());
+        daemon
+            .write_all(b"Content-Length: 99999999999999999\r\n\r\n{}")
+            .unwrap();
+        assert!(session.next_frame().is_err());
+        drop(daemon);
+        let (ours, daemon) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(daemon);
+        assert_eq!(Session::new(ours).next_frame().unwrap(), None);
     }
 }
